@@ -1,0 +1,71 @@
+"""Database models: tasks, their per-step config, step runs and progress events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CLEARED = "cleared"  # outputs removed because an earlier step was re-run
+
+    @property
+    def active(self) -> bool:
+        return self in (RunState.QUEUED, RunState.RUNNING)
+
+
+class Task(SQLModel, table=True):
+    """One image and everything done to it; its files live in ``tasks/<id>/``."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(default="", max_length=250)
+    original_name: str = Field(default="", max_length=500)
+    source: str = Field(default="upload", max_length=50, description="upload, archive or demo")
+    source_path: str | None = Field(default=None, max_length=2000)
+    source_hdu: int | None = None
+    owner_id: int | None = Field(default=None, index=True)
+    created: datetime = Field(default_factory=utcnow, index=True)
+    modified: datetime = Field(default_factory=utcnow)
+    state: str = Field(default="new", max_length=50, description="latest step and its state")
+    # User inputs, per step: {"inspect": {...}, "photometry": {...}}; results live on StepRun.
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class StepRun(SQLModel, table=True):
+    """One run of one step of a task: state, timings, summary numbers, warnings, error."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    step: str = Field(max_length=50, index=True)
+    state: RunState = Field(default=RunState.QUEUED, max_length=20)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    queued_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    progress: float = 0.0
+    cancel_requested: bool = False
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    files: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    log: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

@@ -1,0 +1,74 @@
+"""Creating, duplicating and deleting tasks: the task folder and its row stay consistent."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from sqlmodel import Session
+
+from jobs.models import Task, utcnow
+from jobs.settings import get_settings
+from jobs.storage import task_dir
+from pipeline.fitsio import FitsInputError, write_task_image
+from pipeline.steps.base import IMAGE_FILE
+
+__all__ = ["FitsInputError", "create_task", "staging_file"]
+
+
+def staging_file(suffix: str = ".fits") -> Path:
+    """A fresh temporary file under the data folder for an upload in progress."""
+    staging = get_settings().data_dir / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(suffix=suffix, dir=staging)
+    import os
+
+    os.close(handle)
+    return Path(name)
+
+
+def create_task(
+    session: Session,
+    source_file: Path,
+    *,
+    original_name: str,
+    title: str = "",
+    source: str = "upload",
+    source_path: str | None = None,
+    hdu: int | None = None,
+    config: dict | None = None,
+    owner_id: int | None = None,
+) -> Task:
+    """Validate ``source_file`` and make a task of it.
+
+    The image is written into the new task folder completely before the row is
+    committed; on any failure neither the row nor the folder remains. Raises
+    :class:`FitsInputError` with a message for the user when the file is unusable.
+    """
+    task = Task(
+        title=title or Path(original_name).name,
+        original_name=Path(original_name).name,
+        source=source,
+        source_path=source_path,
+        source_hdu=hdu,
+        config=config or {},
+        owner_id=owner_id,
+        state="new",
+        created=utcnow(),
+    )
+    session.add(task)
+    session.flush()  # assigns the id, nothing visible to others yet
+    folder = task_dir(task.id)
+    try:
+        if folder.exists():  # a leftover of a crashed creation with the same id
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        write_task_image(source_file, folder / IMAGE_FILE, hdu=hdu)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    session.refresh(task)
+    return task

@@ -1,0 +1,164 @@
+// SkySift page behaviour: uploads, the live task stream, error toasts, header filters.
+"use strict";
+
+const SkySift = (() => {
+  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+
+  function toast(text, kind = "error") {
+    const box = document.createElement("div");
+    box.className = `toast ${kind}`;
+    box.setAttribute("role", "alert");
+    box.textContent = text;
+    document.getElementById("toasts").append(box);
+    setTimeout(() => box.remove(), 8000);
+  }
+
+  function problemText(xhr) {
+    try {
+      const body = JSON.parse(xhr.responseText);
+      return body.detail || body.title || xhr.statusText;
+    } catch (_) {
+      const doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+      const alert = doc.querySelector(".alert, .error p");
+      return alert ? alert.textContent.trim() : `${xhr.status} ${xhr.statusText}`;
+    }
+  }
+
+  // ---------------------------------------------------------------- upload
+  function upload(file) {
+    const bar = document.getElementById("upload-progress");
+    const status = document.getElementById("upload-status");
+    const title = document.getElementById("upload-title");
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/tasks/upload");
+    xhr.setRequestHeader("X-CSRFToken", csrf());
+    xhr.setRequestHeader("X-Filename", encodeURIComponent(file.name));
+    xhr.setRequestHeader("X-Title", encodeURIComponent(title ? title.value : ""));
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.setRequestHeader("Accept", "application/json");
+    bar.hidden = false;
+    bar.value = 0;
+    status.textContent = `Uploading ${file.name}…`;
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
+    xhr.onload = () => {
+      if (xhr.status === 201) {
+        status.textContent = "Uploaded; opening the task…";
+        window.location = JSON.parse(xhr.responseText).url;
+      } else {
+        bar.hidden = true;
+        status.textContent = problemText(xhr);
+        status.classList.add("error-text");
+      }
+    };
+    xhr.onerror = () => { bar.hidden = true; status.textContent = "The upload failed: network error."; };
+    xhr.send(file);
+  }
+
+  function setupUpload() {
+    const zone = document.getElementById("dropzone");
+    const input = document.getElementById("file-input");
+    if (!zone || !input) return;
+    input.addEventListener("change", () => input.files.length && upload(input.files[0]));
+    ["dragenter", "dragover"].forEach((name) => zone.addEventListener(name, (e) => {
+      e.preventDefault();
+      zone.classList.add("over");
+    }));
+    ["dragleave", "drop"].forEach((name) => zone.addEventListener(name, (e) => {
+      e.preventDefault();
+      zone.classList.remove("over");
+    }));
+    zone.addEventListener("drop", (e) => e.dataTransfer.files.length && upload(e.dataTransfer.files[0]));
+  }
+
+  // ---------------------------------------------------------------- live task stream
+  // One EventSource per task page. Every event carries an id; on reconnect (phones drop
+  // the stream when backgrounded) we resume after the last id we saw.
+  function followTask(taskId) {
+    let lastId = null;
+    let source = null;
+    const logs = {}; // run id -> log lines received so far
+
+    const section = (step) => document.getElementById(`step-${step}`);
+    const refresh = (step) => {
+      const el = section(step);
+      if (el) htmx.trigger(el, "refresh");
+    };
+    const fill = (el) => {
+      const pre = el.querySelector(".live-log");
+      if (pre && logs[el.dataset.runId]) pre.textContent = logs[el.dataset.runId].join("\n") + "\n";
+    };
+
+    const handlers = {
+      log(data) {
+        const key = String(data.run_id);
+        (logs[key] = logs[key] || []).push(data.line);
+        const el = section(data.step);
+        if (el && el.dataset.runId === key && el.dataset.live === "1") {
+          const pre = el.querySelector(".live-log");
+          pre.textContent += data.line + "\n";
+          pre.scrollTop = pre.scrollHeight;
+        }
+      },
+      progress(data) {
+        const el = section(data.step);
+        if (!el || el.dataset.runId !== String(data.run_id)) return;
+        const bar = el.querySelector(".step-progress");
+        if (bar) bar.value = data.fraction;
+        const msg = el.querySelector(".progress-message");
+        if (msg && data.message) msg.textContent = data.message;
+      },
+      state(data) {
+        const el = section(data.step);
+        if (!el) return;
+        if (el.dataset.runId !== String(data.run_id) || el.dataset.state !== data.state) refresh(data.step);
+        const badge = document.getElementById("task-state");
+        if (badge) badge.textContent = `${data.step}: ${data.state}`;
+      },
+    };
+
+    function connect() {
+      const url = `/tasks/${taskId}/events` + (lastId ? `?after=${encodeURIComponent(lastId)}` : "");
+      source = new EventSource(url);
+      for (const [kind, handle] of Object.entries(handlers)) {
+        source.addEventListener(kind, (e) => {
+          lastId = e.lastEventId || lastId;
+          handle(JSON.parse(e.data));
+        });
+      }
+      source.onerror = () => {
+        if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+      };
+    }
+
+    document.addEventListener("htmx:afterSwap", (e) => {
+      if (e.detail.target && e.detail.target.classList && e.detail.target.classList.contains("step")) fill(e.detail.target);
+      document.querySelectorAll("section.step[data-live='1']").forEach(fill);
+    });
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && (!source || source.readyState === EventSource.CLOSED)) connect();
+    });
+    connect();
+    return { get lastId() { return lastId; } };
+  }
+
+  // ---------------------------------------------------------------- misc
+  function setupHeaderFilters() {
+    document.querySelectorAll(".header-filter").forEach((input) => {
+      const pre = input.nextElementSibling;
+      const lines = pre.textContent.split("\n");
+      input.addEventListener("input", () => {
+        const q = input.value.toLowerCase();
+        pre.textContent = lines.filter((l) => l.toLowerCase().includes(q)).join("\n");
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setupUpload();
+    setupHeaderFilters();
+    document.body.addEventListener("htmx:responseError", (e) => toast(problemText(e.detail.xhr)));
+    document.body.addEventListener("htmx:sendError", () => toast("The server cannot be reached."));
+  });
+
+  return { followTask, toast, upload };
+})();

@@ -1,0 +1,174 @@
+"""JSON API: create tasks, set config, run and cancel steps, read state and results.
+
+Every handler loads tasks through :mod:`web.access`, like the pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import ClientException
+from pydantic import BaseModel, ValidationError
+
+from jobs import runner
+from jobs.db import session_scope
+from jobs.models import RunState, StepRun, Task
+from jobs.settings import get_settings
+from jobs.storage import list_task_files
+from jobs.tasks import FitsInputError, create_task
+from pipeline.steps import STEPS, get_step
+from web.access import get_task, visible_tasks_query
+from web.tasks.routes import receive_upload
+
+
+class StepRunOut(BaseModel):
+    id: int
+    step: str
+    state: RunState
+    queued_at: str
+    started_at: str | None
+    finished_at: str | None
+    summary: dict[str, Any]
+    warnings: list[str]
+    error: str | None
+    files: list[str]
+
+
+class TaskOut(BaseModel):
+    id: int
+    title: str
+    original_name: str
+    state: str
+    created: str
+    config: dict[str, Any]
+    steps: dict[str, StepRunOut]
+
+
+def _run_out(run: StepRun) -> StepRunOut:
+    iso = lambda value: value.isoformat() + "Z" if value else None  # noqa: E731
+    return StepRunOut(
+        id=run.id,
+        step=run.step,
+        state=run.state,
+        queued_at=iso(run.queued_at),
+        started_at=iso(run.started_at),
+        finished_at=iso(run.finished_at),
+        summary=run.summary,
+        warnings=run.warnings,
+        error=run.error,
+        files=run.files,
+    )
+
+
+def _task_out(session, task: Task) -> TaskOut:
+    runs = runner.latest_runs(session, task.id)
+    return TaskOut(
+        id=task.id,
+        title=task.title,
+        original_name=task.original_name,
+        state=task.state,
+        created=task.created.isoformat() + "Z",
+        config=task.config,
+        steps={name: _run_out(run) for name, run in runs.items()},
+    )
+
+
+def _step(step: str):
+    try:
+        return get_step(step)
+    except KeyError as exc:
+        raise ClientException(str(exc), status_code=404) from exc
+
+
+class ApiController(Controller):
+    path = "/api"
+    tags = ("tasks",)
+
+    @get("/steps", summary="The steps, their availability and config schema")
+    async def steps(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": s.name,
+                "title": s.title,
+                "available": s.available,
+                "config_schema": s.config_model.model_json_schema() if s.available else None,
+            }
+            for s in STEPS
+        ]
+
+    @get("/tasks", summary="Tasks visible to the caller, newest first")
+    async def list_tasks(self, request: Request, limit: int = 50, offset: int = 0) -> list[TaskOut]:
+        limit = min(max(limit, 1), 500)
+        with session_scope() as session:
+            tasks = session.exec(
+                visible_tasks_query(request).offset(max(offset, 0)).limit(limit)
+            ).all()
+            return [_task_out(session, t) for t in tasks]
+
+    @post(
+        "/tasks",
+        summary="Create a task from a FITS file sent as the request body",
+        request_max_body_size=None,
+        status_code=201,
+    )
+    async def create(self, request: Request) -> TaskOut:
+        name, path = await receive_upload(request, get_settings().max_upload_mb * 2**20)
+        try:
+            with session_scope() as session:
+                task = create_task(session, path, original_name=name)
+                return _task_out(session, task)
+        except FitsInputError as exc:
+            raise ClientException(f"{name}: {exc}", status_code=422) from exc
+        finally:
+            path.unlink(missing_ok=True)
+
+    @get("/tasks/{task_id:int}", summary="A task with the latest run of each step")
+    async def detail(self, request: Request, task_id: int) -> TaskOut:
+        with session_scope() as session:
+            return _task_out(session, get_task(session, request, task_id, "view"))
+
+    @get("/tasks/{task_id:int}/files", summary="The task's files")
+    async def files(self, request: Request, task_id: int) -> list[dict[str, Any]]:
+        with session_scope() as session:
+            get_task(session, request, task_id, "view")
+        return list_task_files(task_id)
+
+    @post(
+        "/tasks/{task_id:int}/steps/{step:str}", summary="Set a step's config (optional) and run it"
+    )
+    async def run(
+        self, request: Request, task_id: int, step: str, data: dict[str, Any] | None = None
+    ) -> StepRunOut:
+        spec = _step(step)
+        if not spec.available:
+            raise ClientException(
+                f"the {spec.title.lower()} step is not built yet", status_code=409
+            )
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "edit")
+            merged = {**task.config.get(step, {}), **(data or {})}
+            try:
+                config = spec.config_model.model_validate(merged).model_dump(mode="json")
+            except ValidationError as exc:
+                raise ClientException(
+                    "invalid config", extra={"errors": exc.errors(include_url=False)}
+                ) from exc
+            task.config = {**task.config, step: config}
+            session.add(task)
+            session.commit()
+            try:
+                run = runner.queue_step(session, task, step)
+            except runner.RunRefused as exc:
+                raise ClientException(str(exc), status_code=409) from exc
+            return _run_out(run)
+
+    @post("/tasks/{task_id:int}/steps/{step:str}/cancel", summary="Cancel the step's active run")
+    async def cancel(self, request: Request, task_id: int, step: str) -> dict[str, Any]:
+        _step(step)
+        with session_scope() as session:
+            get_task(session, request, task_id, "edit")
+            run = runner.request_cancel(session, task_id, step)
+            if run is None:
+                raise ClientException("the step is not queued or running", status_code=409)
+            return {"id": run.id, "state": run.state.value, "cancel_requested": True}

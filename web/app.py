@@ -1,0 +1,113 @@
+"""The Litestar application: plugins, templates, static files, CSRF and start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.response import Template
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from jobs.db import upgrade_database
+from jobs.settings import Settings, get_settings
+from web.api.routes import ApiController
+from web.events import task_events
+from web.files.routes import ArchiveController, TaskFilesController
+from web.tasks.routes import TaskController, home
+from web.templating import register_filters
+
+ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("skysift.web")
+
+
+def _wants_json(request: Request) -> bool:
+    return (
+        request.url.path.startswith("/api/")
+        or ("application/json" in request.headers.get("accept", "")
+        and "text/html" not in request.headers.get("accept", ""))
+    )
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    """Problem details for the API and uploads; an HTML page (or fragment) for browsers."""
+    status = exc.status_code
+    detail = exc.detail or "error"
+    if _wants_json(request) or request.url.path.endswith("/upload"):
+        body: dict[str, Any] = {"status": status, "title": detail, "detail": detail}
+        if exc.extra:
+            body["extra"] = exc.extra
+        return Response(body, status_code=status, media_type="application/problem+json")
+    template = "_error_fragment.html" if request.headers.get("hx-request") else "error.html"
+    return Template(template, context={"status": status, "detail": detail}, status_code=status)
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s", request.url.path)
+    return http_error(request, HTTPException(status_code=500, detail="internal server error"))
+
+
+def create_app(settings: Settings | None = None, *, start_worker: bool = True) -> Litestar:
+    """Build the app; in the embedded default it also runs the job worker in-process."""
+    settings = settings or get_settings()
+    state: dict[str, Any] = {}
+
+    def startup() -> None:
+        settings.ensure_dirs()
+        upgrade_database()
+        # SSE readers wait in threads; the default pool (cores + 4) would cap viewers.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=256))
+        from jobs.broker import setup_broker, start_embedded_worker
+        from jobs.runner import recover_runs
+
+        broker = setup_broker(settings)
+        if settings.embedded and start_worker:
+            state["worker"] = start_embedded_worker(broker, settings.worker_threads)
+        counts = recover_runs(requeue=settings.embedded)
+        if any(counts.values()):
+            logger.warning("recovered runs at start-up: %s", counts)
+
+    def shutdown() -> None:
+        worker = state.pop("worker", None)
+        if worker is not None:
+            worker.stop(timeout=5000)
+
+    template_config = TemplateConfig(
+        directory=ROOT / "templates",
+        engine=JinjaTemplateEngine,
+        engine_callback=register_filters,
+    )
+    return Litestar(
+        route_handlers=[
+            home,
+            TaskController,
+            TaskFilesController,
+            ArchiveController,
+            ApiController,
+            task_events,
+            create_static_files_router(path="/static", directories=[ROOT / "static"]),
+        ],
+        template_config=template_config,
+        csrf_config=CSRFConfig(
+            secret=settings.resolved_secret(),
+            cookie_samesite="strict",
+            exclude=["/api/"],
+        ),
+        openapi_config=OpenAPIConfig(title="SkySift API", version="0.1.0", path="/api/schema"),
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        request_max_body_size=settings.max_upload_mb * 2**20,
+        debug=False,
+    )
+
+
+__all__ = ["create_app"]

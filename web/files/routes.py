@@ -1,0 +1,168 @@
+"""Files: download and view a task's files, JS9 viewer, and the archive browser."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Body
+from litestar.response import File, Redirect, Template
+
+from jobs.db import session_scope
+from jobs.settings import get_settings
+from jobs.storage import UnsafePathError, is_fits_name, list_task_files, safe_join, task_dir
+from jobs.tasks import FitsInputError, create_task
+from pipeline.fitsio import list_hdus
+from web.access import get_task
+
+FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+def _existing(root: Path, relative: str) -> Path:
+    try:
+        path = safe_join(root, relative)
+    except UnsafePathError as exc:
+        raise NotFoundException(str(exc)) from exc
+    if not path.exists():
+        raise NotFoundException(f"{relative} does not exist")
+    return path
+
+
+class TaskFilesController(Controller):
+    path = "/tasks/{task_id:int}"
+
+    @get("/files", name="files.list")
+    async def list_files(self, request: Request, task_id: int) -> Template:
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "view")
+        return Template(
+            "files/task_files.html", context={"task": task, "files": list_task_files(task_id)}
+        )
+
+    @get("/files/{path:path}", name="files.get")
+    async def get_file(
+        self, request: Request, task_id: int, path: str, download: bool = False
+    ) -> File:
+        with session_scope() as session:
+            get_task(session, request, task_id, "view")
+        target = _existing(task_dir(task_id), path)
+        if not target.is_file():
+            raise NotFoundException(f"{path} is not a file")
+        media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if is_fits_name(target.name) or target.suffix == ".wcs":
+            media_type = "application/fits"
+        return File(
+            target,
+            filename=target.name,
+            media_type=media_type,
+            content_disposition_type="attachment" if download else "inline",
+            headers={"Cache-Control": "private, no-cache"},
+        )
+
+    @get("/view/{path:path}", name="files.view")
+    async def view(self, request: Request, task_id: int, path: str) -> Template:
+        """JS9 viewer for one FITS file of the task (static JS9, no helper process)."""
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "view")
+        target = _existing(task_dir(task_id), path)
+        if not is_fits_name(target.name):
+            raise ClientException(f"{path} is not a FITS image")
+        images = [f["name"] for f in list_task_files(task_id) if f["is_fits"]]
+        return Template(
+            "files/viewer.html",
+            context={
+                "task": task,
+                "path": path,
+                "images": images,
+                "url": f"/tasks/{task_id}/files/{path}",
+            },
+        )
+
+
+def _archive_root(name: str) -> Path:
+    roots = get_settings().archives()
+    if name not in roots:
+        raise NotFoundException(f"no archive named {name!r}")
+    return roots[name]
+
+
+def _archive_entries(root: Path, folder: Path) -> list[dict[str, Any]]:
+    entries = []
+    for child in sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower())):
+        if child.name.startswith("."):
+            continue
+        try:
+            resolved = child.resolve()
+        except OSError:
+            continue
+        if not resolved.is_relative_to(root):
+            continue  # symlinks leaving the archive are not offered
+        entries.append(
+            {
+                "name": child.name,
+                "path": str(child.relative_to(root)),
+                "is_dir": child.is_dir(),
+                "size": child.stat().st_size if child.is_file() else None,
+                "is_fits": is_fits_name(child.name),
+            }
+        )
+    return entries
+
+
+class ArchiveController(Controller):
+    path = "/archive"
+
+    @get("/", name="archive.roots")
+    async def roots(self) -> Template:
+        return Template(
+            "files/archive.html",
+            context={"roots": get_settings().archives(), "root": None, "entries": None},
+        )
+
+    @get("/{root:str}/{path:path}", name="archive.browse")
+    async def browse(self, root: str, path: str) -> Template:
+        base = _archive_root(root)
+        target = _existing(base, path)
+        context: dict[str, Any] = {
+            "roots": get_settings().archives(),
+            "root": root,
+            "path": str(target.relative_to(base)) if target != base else "",
+        }
+        if target.is_dir():
+            context["entries"] = _archive_entries(base, target)
+            return Template("files/archive.html", context=context)
+        try:
+            context["hdus"] = list_hdus(target)
+        except FitsInputError as exc:
+            context["error"] = str(exc)
+        return Template("files/archive_file.html", context=context)
+
+    @post("/import", name="archive.import")
+    async def import_file(self, request: Request, data: FormData) -> Redirect:
+        """Make a task of an archive file (one HDU of it when ``hdu`` is given)."""
+        base = _archive_root(str(data.get("root", "")))
+        relative = str(data.get("path", ""))
+        target = _existing(base, relative)
+        if not target.is_file():
+            raise ClientException(f"{relative} is not a file")
+        hdu_text = str(data.get("hdu", "")).strip()
+        hdu = int(hdu_text) if hdu_text.isdigit() else None
+        try:
+            with session_scope() as session:
+                task = create_task(
+                    session,
+                    target,
+                    original_name=target.name,
+                    source="archive",
+                    source_path=f"{data.get('root')}:{relative}",
+                    hdu=hdu,
+                    title=str(data.get("title", ""))[:250],
+                )
+                task_id = task.id
+        except FitsInputError as exc:
+            raise ClientException(f"{target.name}: {exc}", status_code=422) from exc
+        return Redirect(f"/tasks/{task_id}")

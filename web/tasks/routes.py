@@ -1,0 +1,231 @@
+"""Task pages: list, upload, demo, the task page and its step sections."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from litestar import Controller, Request, get, post
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import ClientException, HTTPException
+from litestar.params import Body
+from litestar.response import Redirect, Template
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from jobs import runner
+from jobs.db import session_scope
+from jobs.models import StepRun, Task
+from jobs.settings import get_settings
+from jobs.storage import remove_task_dir
+from jobs.tasks import FitsInputError, create_task, staging_file
+from pipeline.steps import get_step
+from web.access import get_task, visible_tasks_query
+from web.forms import parse_form
+from web.tasks.views import all_sections, step_section
+
+FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+class UploadTooLarge(HTTPException):
+    status_code = 413
+
+
+async def receive_upload(request: Request, limit_bytes: int) -> tuple[str, Any]:
+    """Stream the request body into a staging file, refusing it past ``limit_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared and int(declared) > limit_bytes:
+        raise UploadTooLarge(f"the file is larger than the {limit_bytes // 2**20} MiB upload limit")
+    name = unquote(request.headers.get("x-filename", "") or request.query_params.get("name", ""))
+    if not name:
+        raise ClientException("the upload has no file name (X-Filename header)")
+    path = staging_file()
+    size = 0
+    try:
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit_bytes:
+                    raise UploadTooLarge(
+                        f"the file is larger than the {limit_bytes // 2**20} MiB upload limit"
+                    )
+                out.write(chunk)
+        if size == 0:
+            raise ClientException("the uploaded file is empty")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return name, path
+
+
+def _step_or_404(step: str):
+    try:
+        return get_step(step)
+    except KeyError as exc:
+        raise ClientException(str(exc), status_code=404) from exc
+
+
+def _filtered(query, text: str):
+    for token in text.split():
+        like = f"%{token}%"
+        query = query.where(
+            or_(
+                col(Task.title).ilike(like),
+                col(Task.original_name).ilike(like),
+                col(Task.state).ilike(like),
+                col(Task.id).cast(str) == token,
+            )
+        )
+    return query
+
+
+def task_page_context(session: Session, task: Task) -> dict[str, Any]:
+    runner.fail_stale_runs(task.id)
+    runs = runner.latest_runs(session, task.id)
+    return {"task": task, "sections": all_sections(task, runs), "runs": runs}
+
+
+def render_section(
+    session: Session,
+    task: Task,
+    step: str,
+    errors: dict[str, str] | None = None,
+    form_values: dict[str, Any] | None = None,
+    message: str | None = None,
+) -> Template:
+    runs = runner.latest_runs(session, task.id)
+    from jobs.storage import list_task_files
+
+    files = {f["name"]: f for f in list_task_files(task.id)}
+    section = step_section(task, get_step(step), runs, files, errors, form_values)
+    return Template(
+        "tasks/_step.html", context={"task": task, "section": section, "message": message}
+    )
+
+
+class TaskController(Controller):
+    path = "/tasks"
+
+    @get("/", name="tasks.list")
+    async def list_tasks(self, request: Request, q: str = "", page: int = 1) -> Template:
+        per_page = get_settings().tasks_per_page
+        with session_scope() as session:
+            query = _filtered(visible_tasks_query(request), q)
+            total = session.exec(select(func.count()).select_from(query.subquery())).one()
+            pages = max(1, math.ceil(total / per_page))
+            page = min(max(page, 1), pages)
+            tasks = session.exec(query.offset((page - 1) * per_page).limit(per_page)).all()
+        context = {"tasks": tasks, "q": q, "page": page, "pages": pages, "total": total}
+        partial = (
+            request.headers.get("hx-request") and request.headers.get("hx-target") == "task-list"
+        )
+        return Template("tasks/_list.html" if partial else "tasks/list.html", context=context)
+
+    @post("/upload", name="tasks.upload", request_max_body_size=None, status_code=201)
+    async def upload(self, request: Request) -> dict[str, Any]:
+        """Create a task from a FITS file sent as the raw request body (drag-and-drop/picker)."""
+        settings = get_settings()
+        name, path = await receive_upload(request, settings.max_upload_mb * 2**20)
+        title = unquote(request.headers.get("x-title", ""))[:250]
+        try:
+            with session_scope() as session:
+                task = create_task(session, path, original_name=name, title=title)
+                task_id = task.id
+        except FitsInputError as exc:
+            raise ClientException(f"{name}: {exc}", status_code=422) from exc
+        finally:
+            path.unlink(missing_ok=True)
+        return {"id": task_id, "url": f"/tasks/{task_id}"}
+
+    @post("/demo", name="tasks.demo")
+    async def demo(self, request: Request) -> Redirect:
+        """Create a task from a simulated sky, so the pipeline can be tried offline."""
+        from pipeline.simulate import SkyConfig, simulate_sky, write_simulation
+
+        sky = simulate_sky(SkyConfig(size=1024), seed=int(__import__("time").time()) % 10000)
+        staging = staging_file().parent / f"demo-{id(sky)}"
+        paths = write_simulation(sky, staging)
+        try:
+            with session_scope() as session:
+                task = create_task(
+                    session,
+                    paths["image"],
+                    original_name="simulated_sky.fits",
+                    title="Demo: simulated sky",
+                    source="demo",
+                )
+                task_id = task.id
+        finally:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+        return Redirect(f"/tasks/{task_id}")
+
+    @get("/{task_id:int}", name="tasks.detail")
+    async def detail(self, request: Request, task_id: int) -> Template:
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "view")
+            return Template("tasks/detail.html", context=task_page_context(session, task))
+
+    @post("/{task_id:int}/title", name="tasks.title")
+    async def set_title(self, request: Request, task_id: int, data: FormData) -> Template:
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "edit")
+            task.title = str(data.get("title", ""))[:250]
+            session.add(task)
+            session.commit()
+            return Template("tasks/_title.html", context={"task": task})
+
+    @post("/{task_id:int}/delete", name="tasks.delete")
+    async def delete(self, request: Request, task_id: int) -> Redirect:
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "edit")
+            if runner.active_run(session, task_id) is not None:
+                raise ClientException("cancel the running step before deleting the task")
+            for run in session.exec(select(StepRun).where(StepRun.task_id == task_id)).all():
+                session.delete(run)
+            session.delete(task)
+        remove_task_dir(task_id)
+        return Redirect("/tasks/")
+
+    @get("/{task_id:int}/steps/{step:str}", name="tasks.step")
+    async def step_fragment(self, request: Request, task_id: int, step: str) -> Template:
+        _step_or_404(step)
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "view")
+            return render_section(session, task, step)
+
+    @post("/{task_id:int}/steps/{step:str}/run", name="tasks.run")
+    async def run_step(self, request: Request, task_id: int, step: str, data: FormData) -> Template:
+        """Save the step's form as the task config and queue the step."""
+        spec = _step_or_404(step)
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "edit")
+            if not spec.available:
+                return render_section(session, task, step, message="This step is not built yet.")
+            config, errors = parse_form(spec.config_model, data)
+            if errors:
+                return render_section(session, task, step, errors=errors, form_values=data)
+            task.config = {**task.config, step: config}
+            session.add(task)
+            session.commit()
+            try:
+                runner.queue_step(session, task, step)
+            except runner.RunRefused as exc:
+                return render_section(session, task, step, message=str(exc))
+            return render_section(session, task, step)
+
+    @post("/{task_id:int}/steps/{step:str}/cancel", name="tasks.cancel")
+    async def cancel_step(self, request: Request, task_id: int, step: str) -> Template:
+        _step_or_404(step)
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "edit")
+            run = runner.request_cancel(session, task_id, step)
+            message = None if run else "Nothing to cancel: the step is not running."
+            return render_section(session, task, step, message=message)
+
+
+@get("/", name="home")
+async def home() -> Redirect:
+    return Redirect("/tasks/")
