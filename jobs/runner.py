@@ -126,16 +126,23 @@ def request_cancel(session: Session, task_id: int, step: str) -> StepRun | None:
 class _RunReporter(logging.Handler):
     """Collects a run's log lines and publishes each as an event."""
 
-    def __init__(self, task_id: int, step: str) -> None:
+    def __init__(self, task_id: int, step: str, run_id: int) -> None:
         super().__init__(logging.INFO)
-        self.task_id, self.step = task_id, step
+        self.task_id, self.step, self.run_id = task_id, step, run_id
         self.lines: list[str] = []
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
 
     def emit(self, record: logging.LogRecord) -> None:
         line = self.format(record)
         self.lines.append(line)
-        publish(self.task_id, "log", step=self.step, level=record.levelname.lower(), line=line)
+        publish(
+            self.task_id,
+            "log",
+            step=self.step,
+            run_id=self.run_id,
+            level=record.levelname.lower(),
+            line=line,
+        )
 
 
 class _Watchdog(threading.Thread):
@@ -210,7 +217,7 @@ def execute(task_id: int, step: str) -> None:
     if run is None:
         return
     settings = get_settings()
-    reporter = _RunReporter(task_id, step)
+    reporter = _RunReporter(task_id, step, run.id)
     step_logger = logging.Logger(f"skysift.task.{task_id}.{step}", logging.INFO)
     step_logger.addHandler(reporter)
     last_fraction = [-1.0]
@@ -219,7 +226,9 @@ def execute(task_id: int, step: str) -> None:
         # Throttle to whole percents so a tight loop does not flood the channel.
         if int(fraction * 100) != int(last_fraction[0] * 100) or message:
             last_fraction[0] = fraction
-            publish(task_id, "progress", step=step, fraction=fraction, message=message)
+            publish(
+                task_id, "progress", step=step, run_id=run.id, fraction=fraction, message=message
+            )
 
     watchdog = _Watchdog(run.id, threading.get_ident(), settings.heartbeat_s)
     ctx = StepContext(

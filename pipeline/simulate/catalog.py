@@ -153,6 +153,6 @@ def build_ps1_table(
                                           description=f"Mean PSF AB magnitude from {band} filter")
         table[f"e_{band}mag"] = MaskedColumn(err.astype(np.float32), mask=blank, unit="mag",
                                             format="{:.4f}")
-    table.meta["catalog"] = PS1_VIZIER_CATALOG
-    table.meta["description"] = "Simulated Pan-STARRS1 DR1 (VizieR II/349/ps1 layout), stars only"
+    table.meta["CATALOG"] = PS1_VIZIER_CATALOG
+    table.meta["ORIGIN"] = "SkySift simulate: PS1 DR1 layout, stars only"
     return table[list(PS1_COLUMNS)]

@@ -49,30 +49,43 @@ def simpson_weights(n_sub: int) -> NDArray:
 
 def subintervals_for(fwhm_minor: float) -> int:
     """Sub-intervals per pixel for Simpson integration of a profile this narrow."""
-    if fwhm_minor >= 2.5:
+    # max pixel error relative to the peak: n=2 gives < 0.4 % for FWHM >= 2 px,
+    # n=4 < 0.1 % for FWHM >= 1 px (measured against n=32)
+    if fwhm_minor >= 2.0:
         return 2
-    if fwhm_minor >= 1.4:
+    if fwhm_minor >= 0.9:
         return 4
     return 8
 
 
-def _integrate_axis(values: NDArray, weights: NDArray, n_sub: int, size: int) -> NDArray:
-    """Integrate the last axis of ``values`` (size*n_sub + 1 nodes) pixel by pixel."""
-    lead = values.shape[:-1]
-    body = values[..., :-1].reshape(*lead, size, n_sub)
-    out = body @ weights[:-1]
-    out += weights[-1] * values[..., n_sub::n_sub]
+def _integrate_axis(values: NDArray, weights: NDArray, n_sub: int, size: int,
+                    axis: int) -> NDArray:
+    """Integrate ``values`` along ``axis`` (size*n_sub + 1 nodes) pixel by pixel."""
+    def nodes(k: int) -> NDArray:
+        index = [slice(None)] * values.ndim
+        index[axis] = slice(k, k + size * n_sub, n_sub)
+        return values[tuple(index)]
+
+    out = weights[0] * nodes(0)
+    for k in range(1, n_sub + 1):
+        out += weights[k] * nodes(k)
     return out
 
 
 def profile_values(q: NDArray, kind: str, beta: float) -> NDArray:
-    """Un-normalised radial profile of the quadratic form ``q = (r / scale)^2``."""
+    """Un-normalised radial profile of the quadratic form ``q = (r / scale)^2``.
+
+    ``q`` is overwritten (the stamps are large; this avoids temporaries).
+    """
     if kind == "gaussian":
-        return np.exp(-0.5 * q)
+        q *= -0.5
+        return np.exp(q, out=q)
+    q += 1.0
     if beta == 3.0:  # common default; a cube is much faster than a general power
-        t = 1.0 + q
-        return 1.0 / (t * t * t)
-    return np.power(1.0 + q, -beta)
+        cube = q * q
+        cube *= q
+        return np.reciprocal(cube, out=cube)
+    return np.power(q, -beta, out=q)
 
 
 def profile_total(kind: str, beta: float, a: NDArray, b: NDArray) -> NDArray:
@@ -119,15 +132,17 @@ def psf_stamps(
     cxx = (cos / a) ** 2 + (sin / b) ** 2
     cyy = (sin / a) ** 2 + (cos / b) ** 2
     cxy = 2.0 * cos * sin * (1.0 / a**2 - 1.0 / b**2)
-    xs = nodes[None, :] - dx[:, None]
-    ys = nodes[None, :] - dy[:, None]
-    q = (cxx[:, None, None] * xs[:, None, :] ** 2) + (cyy[:, None] * ys**2)[:, :, None]
-    q += cxy[:, None, None] * ys[:, :, None] * xs[:, None, :]
+    # float32 halves the memory traffic; 1e-7 relative precision is plenty here
+    xs = (nodes[None, :] - dx[:, None]).astype(np.float32)
+    ys = (nodes[None, :] - dy[:, None]).astype(np.float32)
+    q = np.multiply(ys[:, :, None], (cxy[:, None] * xs).astype(np.float32)[:, None, :])
+    q += (cxx[:, None] * xs**2).astype(np.float32)[:, None, :]
+    q += (cyy[:, None] * ys**2).astype(np.float32)[:, :, None]
     values = profile_values(q, kind, beta)
     w = simpson_weights(n_sub)
-    along_x = _integrate_axis(values, w, n_sub, size)  # (N, ny_nodes, size)
-    along_y = _integrate_axis(np.swapaxes(along_x, 1, 2), w, n_sub, size)
-    return np.swapaxes(along_y, 1, 2)
+    # rows first: slicing whole rows is contiguous and shrinks the array n_sub times
+    along_y = _integrate_axis(values, w, n_sub, size, axis=1)  # (N, size, x nodes)
+    return _integrate_axis(along_y, w, n_sub, size, axis=2).astype(np.float64)
 
 
 def render_point_sources(

@@ -122,6 +122,9 @@ const SkySift = (() => {
       for (const [kind, handle] of Object.entries(handlers)) {
         source.addEventListener(kind, (e) => {
           lastId = e.lastEventId || lastId;
+          // Counts per kind, readable by dashboards and the browser tests.
+          const key = `sse${kind[0].toUpperCase()}${kind.slice(1)}`;
+          document.body.dataset[key] = String(Number(document.body.dataset[key] || 0) + 1);
           handle(JSON.parse(e.data));
         });
       }

@@ -46,7 +46,7 @@ class TaskOut(BaseModel):
 
 
 def _run_out(run: StepRun) -> StepRunOut:
-    iso = lambda value: value.isoformat() + "Z" if value else None  # noqa: E731
+    iso = lambda value: value.isoformat() if value else None  # noqa: E731
     return StepRunOut(
         id=run.id,
         step=run.step,
@@ -68,7 +68,7 @@ def _task_out(session, task: Task) -> TaskOut:
         title=task.title,
         original_name=task.original_name,
         state=task.state,
-        created=task.created.isoformat() + "Z",
+        created=task.created.isoformat(),
         config=task.config,
         steps={name: _run_out(run) for name, run in runs.items()},
     )

@@ -1,0 +1,25 @@
+"""Simulated skies with known truth, for science tests and demos.
+
+``simulate_sky`` makes a science image (PSF varying over the field, noise
+consistent with GAIN/RDNOISE, saturation, cosmic rays, bad columns, galaxies,
+a TAN-SIP WCS, a zero point varying over the field and a colour term,
+injected transients), its reference catalogue in the VizieR Pan-STARRS1 DR1
+layout, a template of the same sky and the full truth. ``write_simulation``
+puts it on disk.
+"""
+
+from .config import SkyConfig
+from .core import SimulatedSky, SimulationTruth, limiting_magnitude, simulate_sky
+from .io import simulate_command, write_simulation
+from .template import SimulatedImage
+
+__all__ = [
+    "SimulatedImage",
+    "SimulatedSky",
+    "SimulationTruth",
+    "SkyConfig",
+    "limiting_magnitude",
+    "simulate_command",
+    "simulate_sky",
+    "write_simulation",
+]

@@ -1,0 +1,71 @@
+"""Shared fixtures: an isolated data folder, the app, real data paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+if not REAL_DATA.exists():  # a clone outside the workplace layout
+    REAL_DATA = Path(os.environ.get("SKYSIFT_REAL_DATA", "/work/shared/data/real"))
+OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.exists():
+        pytest.skip(f"real data folder {REAL_DATA} is missing")
+    return REAL_DATA
+
+
+@pytest.fixture
+def output_dir(request) -> Path:
+    """A folder kept after the run for screenshots and plots of this test."""
+    path = OUTPUT_DIR / request.node.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    """Process-wide settings pointing at a fresh data folder (embedded mode)."""
+    from jobs import channels, db
+    from jobs import settings as settings_module
+
+    for key in list(os.environ):
+        if key.startswith("SKYSIFT_") and key not in ("SKYSIFT_REQUIRE_SERVICES",):
+            monkeypatch.delenv(key)
+    configured = settings_module.configure(data_dir=tmp_path / "data", heartbeat_s=0.2)
+    channels.reset_channel()
+    yield configured
+    db.dispose_engines()
+    channels.reset_channel()
+    settings_module._current = None
+
+
+@pytest.fixture
+def client(settings):
+    """A test client of the app with its embedded worker running."""
+    from litestar.testing import TestClient
+
+    from web.app import create_app
+
+    with TestClient(create_app(settings), base_url="http://testserver.local") as test_client:
+        test_client.get("/tasks/")  # sets the CSRF cookie
+        test_client.headers["x-csrftoken"] = test_client.cookies.get("csrftoken", "")
+        yield test_client
+
+
+def wait_for_run(client, task_id: int, step: str, timeout: float = 120.0) -> dict:
+    """Poll the API until the step's latest run has finished; return it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/api/tasks/{task_id}").json()["steps"].get(step)
+        if run and run["state"] not in ("queued", "running"):
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"{step} of task {task_id} did not finish in {timeout} s")

@@ -1,0 +1,185 @@
+"""Pages and uploads of the portal, driven through the real app with its embedded worker."""
+
+from __future__ import annotations
+
+import bz2
+import io
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from tests.conftest import wait_for_run
+
+
+def fits_bytes(shape=(64, 64), header: dict | None = None) -> bytes:
+    rng = np.random.default_rng(1)
+    hdu = fits.PrimaryHDU(rng.normal(1000, 10, shape).astype(np.float32))
+    for key, value in (header or {}).items():
+        hdu.header[key] = value
+    buffer = io.BytesIO()
+    hdu.writeto(buffer)
+    return buffer.getvalue()
+
+
+def upload(client, content: bytes, name: str = "image.fits", title: str = ""):
+    return client.post(
+        "/tasks/upload",
+        content=content,
+        headers={"x-filename": name, "x-title": title, "accept": "application/json"},
+    )
+
+
+def test_upload_creates_task_with_folder_and_row(client, settings):
+    response = upload(client, fits_bytes(), "frame.fits", "first light")
+    assert response.status_code == 201, response.text
+    task_id = response.json()["id"]
+    assert (settings.tasks_dir / str(task_id) / "image.fits").is_file()
+    page = client.get(f"/tasks/{task_id}")
+    assert page.status_code == 200
+    assert "first light" in page.text
+    for title in ("Inspection", "Photometry", "Simple transients", "Image subtraction"):
+        assert title in page.text
+    listing = client.get("/tasks/")
+    assert "frame.fits" in listing.text
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"this is not a FITS file at all" * 100, "notes.fits", "FITS"),
+        (fits_bytes()[: 2880 + 1000], "truncated.fits", "truncated"),
+        (b"", "empty.fits", "empty"),
+    ],
+)
+def test_bad_uploads_get_clear_messages_and_store_nothing(client, settings, content, name, message):
+    response = upload(client, content, name)
+    assert 400 <= response.status_code < 500
+    assert message.lower() in response.json()["detail"].lower()
+    assert not any(settings.tasks_dir.iterdir())
+    assert client.get("/api/tasks").json() == []
+
+
+def test_table_only_fits_is_refused(client):
+    table = fits.BinTableHDU.from_columns([fits.Column("a", "E", array=np.arange(3.0))])
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(buffer)
+    response = upload(client, buffer.getvalue(), "table.fits")
+    assert response.status_code == 422
+    assert "image" in response.json()["detail"].lower()
+
+
+def test_upload_over_the_limit_is_refused(settings, tmp_path):
+    from litestar.testing import TestClient
+
+    from jobs.settings import configure
+    from web.app import create_app
+
+    small = configure(data_dir=settings.data_dir, max_upload_mb=1)
+    with TestClient(create_app(small)) as client:
+        client.get("/tasks/")
+        client.headers["x-csrftoken"] = client.cookies.get("csrftoken", "")
+        response = upload(client, fits_bytes((1024, 1024)), "big.fits")
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    assert not any(small.tasks_dir.iterdir())
+
+
+def test_upload_without_csrf_token_is_refused(client):
+    del client.headers["x-csrftoken"]
+    response = upload(client, fits_bytes())
+    assert response.status_code == 403
+
+
+def test_compressed_upload_is_accepted(client, real_data):
+    content = (real_data / "sdss_g_run1737_c5_f47_full.fits.bz2").read_bytes()
+    response = upload(client, content, "sdss.fits.bz2")
+    assert response.status_code == 201, response.text
+    assert bz2.decompress(content)[:6] == b"SIMPLE"
+
+
+def test_missing_task_and_step_give_404(client):
+    assert client.get("/tasks/999").status_code == 404
+    assert "does not exist" in client.get("/tasks/999").text
+    assert client.get("/api/tasks/999").status_code == 404
+    task_id = upload(client, fits_bytes()).json()["id"]
+    assert client.get(f"/tasks/{task_id}/steps/nosuchstep").status_code == 404
+
+
+def test_task_files_cannot_escape_the_task_folder(client, settings):
+    task_id = upload(client, fits_bytes()).json()["id"]
+    (settings.data_dir / "secret.txt").write_text("secret")
+    for path in ("../../secret.txt", "..%2F..%2Fsecret.txt", "/etc/passwd"):
+        response = client.get(f"/tasks/{task_id}/files/{path}")
+        assert response.status_code == 404, path
+        assert "secret" not in response.text
+    (settings.tasks_dir / str(task_id) / "link.txt").symlink_to(settings.data_dir / "secret.txt")
+    assert client.get(f"/tasks/{task_id}/files/link.txt").status_code == 404
+
+
+def test_download_and_view_files(client):
+    task_id = upload(client, fits_bytes()).json()["id"]
+    download = client.get(f"/tasks/{task_id}/files/image.fits?download=true")
+    assert download.status_code == 200
+    assert download.headers["content-disposition"].startswith("attachment")
+    assert download.content[:6] == b"SIMPLE"
+    viewer = client.get(f"/tasks/{task_id}/view/image.fits")
+    assert viewer.status_code == 200
+    assert "js9.min.js" in viewer.text and "helperType" not in viewer.text
+    assert client.get("/static/js/js9prefs.js").text.count('helperType: "none"') == 1
+
+
+def test_run_inspection_from_the_page_and_rerun_clears(client, settings, real_data):
+    task_id = upload(
+        client, (real_data / "saao1m_raw_a8280271.fits").read_bytes(), "saao.fits"
+    ).json()["id"]
+    response = client.post(
+        f"/tasks/{task_id}/steps/inspect/run",
+        data={"mask_cosmics": "on"},
+        headers={"hx-request": "true"},
+    )
+    assert response.status_code in (200, 201), response.text
+    run = wait_for_run(client, task_id, "inspect")
+    assert run["state"] == "done", run
+    assert run["summary"]["gain"] == pytest.approx(1.9)
+    page = client.get(f"/tasks/{task_id}/steps/inspect").text
+    assert "mask.fits" in page and "Re-run" in page
+    assert (settings.tasks_dir / str(task_id) / "inspect.log").read_text().strip()
+
+    # A form error is shown on the field, and nothing is queued.
+    bad = client.post(f"/tasks/{task_id}/steps/inspect/run", data={"gain": "-3"})
+    assert "error-text" in bad.text
+    assert client.get(f"/api/tasks/{task_id}").json()["steps"]["inspect"]["id"] == run["id"]
+
+    again = client.post(f"/tasks/{task_id}/steps/inspect/run", data={})
+    assert again.status_code in (200, 201)
+    rerun = wait_for_run(client, task_id, "inspect")
+    assert rerun["id"] != run["id"] and rerun["state"] == "done"
+
+
+def test_steps_not_built_offer_no_controls(client):
+    from pipeline.steps import STEPS
+
+    task_id = upload(client, fits_bytes()).json()["id"]
+    for spec in STEPS:
+        html = client.get(f"/tasks/{task_id}/steps/{spec.name}").text
+        if spec.available:
+            assert "Run " in html
+        else:
+            assert "not built yet" in html and "<button" not in html
+            response = client.post(f"/api/tasks/{task_id}/steps/{spec.name}", json={})
+            assert response.status_code == 409
+
+
+def test_task_list_filters_and_paginates(client, settings):
+    for index in range(settings.tasks_per_page + 3):
+        upload(client, fits_bytes(), f"frame{index:02d}.fits", f"night {index % 2}")
+    first = client.get("/tasks/")
+    assert "page 1 of 2" in first.text
+    assert first.text.index("frame22.fits") < first.text.index("frame21.fits")  # newest first
+    filtered = client.get("/tasks/?q=night+1")
+    assert "frame01.fits" in filtered.text and "frame02.fits" not in filtered.text
+    partial = client.get(
+        "/tasks/?q=frame0&page=1", headers={"hx-request": "true", "hx-target": "task-list"}
+    )
+    assert partial.text.lstrip().startswith('<div id="task-list">')
