@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+import time
 import traceback
 from datetime import timedelta
 
@@ -57,7 +58,8 @@ def active_run(session: Session, task_id: int) -> StepRun | None:
 
 
 def publish(task_id: int, kind: str, **data) -> str:
-    return get_channel().publish(task_id, kind, data)
+    # The send time lets clients (and bench/) measure delivery latency.
+    return get_channel().publish(task_id, kind, {**data, "t": time.time()})
 
 
 def _set_task_state(session: Session, task_id: int, state: str) -> None:

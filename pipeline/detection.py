@@ -4,15 +4,20 @@ The default engine is sep, run in-process. ``engine="sextractor"`` runs the
 SExtractor binary through :mod:`pipeline.sextractor` and returns the same
 :class:`DetectionResult`, so everything downstream is engine-agnostic.
 
-Threshold choice: the default is 3σ of the *filtered* image with a minimum
-area of 5 pixels. STDWeb uses 2σ with SExtractor's 3×3 filter; with a
-PSF-matched kernel the noise in the filtered image is strongly correlated over
-a few pixels, so five connected pixels above 2σ happen by chance every few
-thousand pixels and a 2048² frame gets hundreds of noise detections. At 3σ the
-false-detection rate on pure noise is ~1 per 10⁶ pixels (see
-``tests/pipeline/test_detection.py``) while stars with S/N ≥ 10 in a 1·FWHM
-aperture still peak well above 3σ in the filtered image (a matched filter
-gains S/N over a 1·FWHM aperture).
+Threshold convention: ``detect_thresh`` is in units of the noise of the
+*filtered* image (true significance), so the depth does not change with the
+smoothing kernel. SExtractor's DETECT_THRESH is in units of the unfiltered
+noise; with its default 3×3 kernel a SExtractor threshold T is T/0.375 here,
+so STDWeb's fixed 2σ is ≈5.3σ in our units. Defaults (3.5σ, 5 pixels, a 2-pixel FWHM
+Gaussian kernel, deblending contrast 0.001) were chosen on simulated 2048²
+skies: ~1 false detection per 4·10⁶ pixels of pure noise (a 3-pixel kernel
+gives ~36, 3σ hundreds) and ≥98 % of the stars with aperture S/N > 10 found
+(a wider kernel or SExtractor's contrast 0.005 merges faint stars into the
+wings of bright neighbours). ``tests/pipeline/test_detection.py`` checks both.
+
+sep's own matched-filter mode (``filter_type="matched"``) breaks its cleaning
+step (cleaning then removes most real stars, sep 1.4.1), so we convolve in
+plain mode and pass the filtered-noise map as the error instead.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ NO_DATA_BITS = MaskBit.NONFINITE | MaskBit.OUTSIDE_DATA | MaskBit.CUSTOM
 # are kept (a saturated star is still a star) but flagged FOOTPRINT_MASKED.
 AUTOMATIC_BITS = MaskBit.NONFINITE | MaskBit.OUTSIDE_DATA | MaskBit.SATURATED | MaskBit.COSMIC
 
-# sep's extraction flags → ours (SExtractor's FLAGS use the same low bits).
+# sep's extraction flags → ours.
 SEP_FLAG_MAP: dict[int, int] = {
     sep.OBJ_MERGED: ObjectFlag.DEBLENDED,
     sep.OBJ_TRUNC: ObjectFlag.EDGE_TRUNCATED,
@@ -90,20 +95,20 @@ class DetectionConfig(StepConfig):
         3, ge=1, le=15, description="Median filter applied to the background mesh, in cells."
     )
     detect_thresh: float = Field(
-        3.0,
+        3.5,
         gt=0,
         description="Detection threshold in units of the background noise of the filtered image.",
     )
     minarea: int = Field(5, ge=1, description="Minimum number of connected pixels for an object.")
     detect_kernel_fwhm: float = Field(
-        3.0,
+        2.0,
         ge=0,
         le=20,
         description="FWHM (pixels) of the Gaussian smoothing kernel for detection; 0 disables it.",
     )
     deblend_nthresh: int = Field(32, ge=1, le=256, description="Number of deblending levels.")
     deblend_cont: float = Field(
-        0.005,
+        0.001,
         ge=0,
         le=1,
         description="Minimum flux contrast for deblending; 1 disables deblending.",
@@ -171,12 +176,12 @@ def split_mask(mask: np.ndarray | None, image: np.ndarray) -> tuple[np.ndarray, 
     return nodata, (mask & AUTOMATIC_BITS) != 0
 
 
-def map_sep_flags(sep_flags: np.ndarray) -> np.ndarray:
-    """Translate sep (or SExtractor) extraction flags to :class:`ObjectFlag` bits."""
-    sep_flags = np.asarray(sep_flags).astype(np.int64)  # sep returns int16
-    out = np.zeros(sep_flags.shape, np.int32)
-    for theirs, ours in SEP_FLAG_MAP.items():
-        out[(sep_flags & theirs) != 0] |= int(ours)
+def map_flags(raw_flags: np.ndarray, mapping: dict[int, int] = SEP_FLAG_MAP) -> np.ndarray:
+    """Translate an engine's extraction flags to :class:`ObjectFlag` bits."""
+    raw_flags = np.asarray(raw_flags).astype(np.int64)  # sep returns int16
+    out = np.zeros(raw_flags.shape, np.int32)
+    for theirs, ours in mapping.items():
+        out[(raw_flags & theirs) != 0] |= int(ours)
     return out
 
 
@@ -220,8 +225,16 @@ def footprint_flags(
     return flags
 
 
+def kernel_noise_factor(kernel: np.ndarray | None) -> float:
+    """Noise of the kernel-filtered image relative to the pixel noise (white noise)."""
+    if kernel is None:
+        return 1.0
+    return float(np.sqrt((kernel**2).sum()) / kernel.sum())
+
+
 def _extract(data, rms, detect_mask, config: DetectionConfig, kernel):
     """sep.extract with buffers grown on overflow (crowded frames)."""
+    filtered_noise = as_sep_array(rms * kernel_noise_factor(kernel))
     pixstack = int(np.clip(data.size // 8, MIN_PIXSTACK, MAX_PIXSTACK))
     sep.set_sub_object_limit(SUB_OBJECT_LIMIT)
     while True:
@@ -230,11 +243,11 @@ def _extract(data, rms, detect_mask, config: DetectionConfig, kernel):
             return sep.extract(
                 data,
                 config.detect_thresh,
-                err=rms,
+                err=filtered_noise,
                 mask=detect_mask,
                 minarea=config.minarea,
                 filter_kernel=kernel,
-                filter_type="matched",
+                filter_type="conv",
                 deblend_nthresh=config.deblend_nthresh,
                 deblend_cont=config.deblend_cont,
                 segmentation_map=True,
@@ -329,7 +342,7 @@ def _detect_sep(
         auto["flux_radius"] = np.zeros(0)
     for name in ("flux_auto", "fluxerr_auto", "kron_radius", "flux_radius"):
         table[name] = np.asarray(auto[name], float)
-    flags = map_sep_flags(raw["flag"]) | footprint_flags(
+    flags = map_flags(raw["flag"]) | footprint_flags(
         segmentation, ids, image, mask, nodata, saturation
     )
     table["flags"] = flags.astype(np.int32)

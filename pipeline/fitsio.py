@@ -479,19 +479,27 @@ def write_task_image(
         As :func:`load_image`.
     """
     data, header = load_image(src, hdu)
+    out = fits.PrimaryHDU(data=data, header=header)
+    write_atomic(out, dest)
+    return out.header
+
+
+def write_atomic(hdu: fits.PrimaryHDU | fits.HDUList, dest: str | os.PathLike) -> None:
+    """Write a FITS file under a temporary name beside ``dest``, then rename it into place.
+
+    Readers therefore see either the previous file or the complete new one.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(handle)
     try:
-        out = fits.PrimaryHDU(data=data, header=header)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out.writeto(tmp_name, overwrite=True, output_verify="silentfix")
+            hdu.writeto(tmp_name, overwrite=True, output_verify="silentfix")
         with open(tmp_name, "rb") as stream:
             os.fsync(stream.fileno())
         os.replace(tmp_name, dest)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
-    return out.header

@@ -20,6 +20,7 @@ polynomial in (x, y) through them.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,7 +218,8 @@ def core_fwhm(
         # Peak from the pixels near the centre only, so a brighter neighbour in the
         # stamp does not set the level.
         centre = np.where(r2 <= 2.0, stamps, np.nan)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN stamps at masked spots
             peak = np.nanmax(centre.reshape(len(dx), -1), axis=1)
             level = np.maximum(CORE_LEVEL * peak, 2.0 * noise[part])
             use = (stamps > level[:, None, None]) & (r2 <= (1.2 * fwhm_guess + 1.0) ** 2)

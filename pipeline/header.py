@@ -280,6 +280,33 @@ def read_data_section(
     return None, None, problems
 
 
+def read_overscan(
+    header: fits.Header, shape: tuple[int, int], data_section: Section | None
+) -> Section | None:
+    """The overscan (BIASSEC) region if it is still part of the image.
+
+    A BIASSEC that overlaps the data section is a stale keyword left after
+    trimming, and one covering more than a quarter of the image is not an
+    overscan strip: both are ignored.
+    """
+    if "BIASSEC" not in header:
+        return None
+    section = parse_section(header["BIASSEC"], shape)
+    if section is None:
+        return None
+    area = (section.x1 - section.x0) * (section.y1 - section.y0)
+    if area > 0.25 * shape[0] * shape[1]:
+        return None
+    if data_section is not None and (
+        section.x0 < data_section.x1
+        and data_section.x0 < section.x1
+        and section.y0 < data_section.y1
+        and data_section.y0 < section.y1
+    ):
+        return None
+    return section
+
+
 def _parse_date(text: str) -> tuple[str, str | None] | None:
     """Split a DATE-OBS value into an ISO date and an optional time of day."""
     text = text.strip().rstrip("Zz")
@@ -329,9 +356,7 @@ def _scale(header: fits.Header) -> str:
 
 def _as_obs_time(time: Time, source: str, date_only: bool = False) -> ObservationTime:
     utc = time.utc
-    return ObservationTime(
-        iso=utc.isot, mjd=float(utc.mjd), source=source, date_only=date_only
-    )
+    return ObservationTime(iso=utc.isot, mjd=float(utc.mjd), source=source, date_only=date_only)
 
 
 def parse_time_string(text: str, scale: str = "utc") -> Time | None:
@@ -348,8 +373,9 @@ def parse_time_string(text: str, scale: str = "utc") -> Time | None:
         return None
     date, clock = parsed
     try:
-        return Time(f"{date}T{clock}" if clock else date, format="isot" if clock else "iso",
-                    scale=scale)
+        return Time(
+            f"{date}T{clock}" if clock else date, format="isot" if clock else "iso", scale=scale
+        )
     except ValueError:
         return None
 
@@ -493,8 +519,13 @@ def read_pointing(header: fits.Header) -> tuple[float | None, float | None, str 
         dec = _parse_angle(header[dec_key], False)
         if ra is not None and dec is not None and 0 <= ra < 360 and -90 <= dec <= 90:
             return ra, dec, f"{ra_key}/{dec_key}"
-        log.info("ignoring %s/%s = %r/%r: not a sky position", ra_key, dec_key,
-                 header[ra_key], header[dec_key])
+        log.info(
+            "ignoring %s/%s = %r/%r: not a sky position",
+            ra_key,
+            dec_key,
+            header[ra_key],
+            header[dec_key],
+        )
     return None, None, None
 
 

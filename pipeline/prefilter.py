@@ -37,6 +37,9 @@ REQUIRED_COLUMNS = ("x", "y", "mag", "fwhm", "flux_radius", "flux_auto", "peak",
 MIN_TRAINING = 30  # fewer clean objects than this cannot define "normal"
 MAG_BINS = 8
 SCATTER_FLOOR = 1e-3
+# Smallest scatter credited to each feature: bright stars are measured so precisely
+# that small real PSF variations would otherwise count as many-sigma outliers.
+FEATURE_FLOORS = np.array([0.03, 0.03, 0.02, 0.05, 0.03])
 NAN_FILL = 0.0  # a feature that could not be measured is treated as typical
 RESIDUAL_CAP = 50.0  # residuals in units of scatter are capped to keep the forest stable
 
@@ -197,7 +200,7 @@ def train_prefilter(
             for i in range(raw.shape[1])
         ]
     )
-    scatter_values = np.maximum(scatter_values, SCATTER_FLOOR)
+    scatter_values = np.maximum(scatter_values, FEATURE_FLOORS[:, None])
     model = PrefilterModel(
         trend_coefficients=coefficients,
         scatter_mags=scatter_mags,

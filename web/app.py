@@ -30,10 +30,9 @@ logger = logging.getLogger("skysift.web")
 
 
 def _wants_json(request: Request) -> bool:
-    return (
-        request.url.path.startswith("/api/")
-        or ("application/json" in request.headers.get("accept", "")
-        and "text/html" not in request.headers.get("accept", ""))
+    return request.url.path.startswith("/api/") or (
+        "application/json" in request.headers.get("accept", "")
+        and "text/html" not in request.headers.get("accept", "")
     )
 
 

@@ -18,9 +18,26 @@ BANDS = ("g", "r", "i", "z", "y")
 # VizieR II/349/ps1 column names, in VizieR's order (only the ones we fill)
 PS1_VIZIER_CATALOG = "II/349/ps1"
 PS1_COLUMNS = (
-    "RAJ2000", "DEJ2000", "objID", "f_objID", "Qual", "e_RAJ2000", "e_DEJ2000", "Epoch",
-    "Ns", "Nd",
-    "gmag", "e_gmag", "rmag", "e_rmag", "imag", "e_imag", "zmag", "e_zmag", "ymag", "e_ymag",
+    "RAJ2000",
+    "DEJ2000",
+    "objID",
+    "f_objID",
+    "Qual",
+    "e_RAJ2000",
+    "e_DEJ2000",
+    "Epoch",
+    "Ns",
+    "Nd",
+    "gmag",
+    "e_gmag",
+    "rmag",
+    "e_rmag",
+    "imag",
+    "e_imag",
+    "zmag",
+    "e_zmag",
+    "ymag",
+    "e_ymag",
 )
 # PS1 3pi stack 5-sigma point-source depths (Chambers et al. 2016, Table 11)
 PS1_DEPTH_5SIGMA = {"g": 23.3, "r": 23.2, "i": 23.1, "z": 22.3, "y": 21.4}
@@ -126,20 +143,24 @@ def build_ps1_table(
     """
     n = ra.size
     table = Table(masked=True)
-    table["RAJ2000"] = MaskedColumn(ra, unit="deg", format="{:.7f}",
-                                    description="Right ascension (ICRS) at Epoch")
-    table["DEJ2000"] = MaskedColumn(dec, unit="deg", format="{:.7f}",
-                                    description="Declination (ICRS) at Epoch")
+    table["RAJ2000"] = MaskedColumn(
+        ra, unit="deg", format="{:.7f}", description="Right ascension (ICRS) at Epoch"
+    )
+    table["DEJ2000"] = MaskedColumn(
+        dec, unit="deg", format="{:.7f}", description="Declination (ICRS) at Epoch"
+    )
     table["objID"] = MaskedColumn(ps1_object_id(ra, dec), description="Unique object identifier")
     table["f_objID"] = MaskedColumn(np.zeros(n, np.int32), description="Object info flags")
-    table["Qual"] = MaskedColumn(np.full(n, PS1_QUAL_GOOD_STAR, np.int16),
-                                 description="Subset of ObjectQualityFlags")
+    table["Qual"] = MaskedColumn(
+        np.full(n, PS1_QUAL_GOOD_STAR, np.int16), description="Subset of ObjectQualityFlags"
+    )
     r = true_mags["r"]
     pos_err = np.clip(0.010 + 0.05 * 10 ** (0.4 * (r - 21.0)), 0.005, 0.3)
     table["e_RAJ2000"] = MaskedColumn(pos_err.astype(np.float32), unit="arcsec", format="{:.4f}")
     table["e_DEJ2000"] = MaskedColumn(pos_err.astype(np.float32), unit="arcsec", format="{:.4f}")
-    table["Epoch"] = MaskedColumn(PS1_MEAN_EPOCH + rng.normal(0, 0.4, n), unit="yr",
-                                  format="{:.6f}")
+    table["Epoch"] = MaskedColumn(
+        PS1_MEAN_EPOCH + rng.normal(0, 0.4, n), unit="yr", format="{:.6f}"
+    )
     n_det = np.clip(rng.poisson(np.clip(70 - 3.0 * (r - 15.0), 5, None)), 1, None)
     table["Ns"] = MaskedColumn(np.full(n, 5, np.int16), description="Number of stack detections")
     table["Nd"] = MaskedColumn(n_det.astype(np.int16), description="Number of detections")
@@ -148,11 +169,16 @@ def build_ps1_table(
         err = ps1_magnitude_error(true, band)
         listed = true + rng.normal(0.0, 1.0, n) * err if add_noise else true.copy()
         blank = true > PS1_DEPTH_5SIGMA[band] + 0.3
-        table[f"{band}mag"] = MaskedColumn(listed.astype(np.float32), mask=blank, unit="mag",
-                                          format="{:.4f}",
-                                          description=f"Mean PSF AB magnitude from {band} filter")
-        table[f"e_{band}mag"] = MaskedColumn(err.astype(np.float32), mask=blank, unit="mag",
-                                            format="{:.4f}")
+        table[f"{band}mag"] = MaskedColumn(
+            listed.astype(np.float32),
+            mask=blank,
+            unit="mag",
+            format="{:.4f}",
+            description=f"Mean PSF AB magnitude from {band} filter",
+        )
+        table[f"e_{band}mag"] = MaskedColumn(
+            err.astype(np.float32), mask=blank, unit="mag", format="{:.4f}"
+        )
     table.meta["CATALOG"] = PS1_VIZIER_CATALOG
     table.meta["ORIGIN"] = "SkySift simulate: PS1 DR1 layout, stars only"
     return table[list(PS1_COLUMNS)]

@@ -17,7 +17,6 @@ from astropy.io.fits import Header
 from astropy.table import Table
 from astropy.wcs import WCS
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from .catalog import build_ps1_table, draw_g_r, draw_r_magnitudes, star_magnitudes
 from .config import COLOR_NAME, SkyConfig
@@ -41,6 +40,7 @@ from .galaxies import draw_galaxy_shapes, galaxy_table, render_galaxies
 from .header import header_variant, science_header
 from .psf import render_point_sources
 from .template import SimulatedImage, simulate_template
+from .transients import place_transients
 from .wcs import make_wcs
 
 LIMIT_FORMULA = (
@@ -49,11 +49,23 @@ LIMIT_FORMULA = (
     "s2 = S_med/g + (RN/g)^2 ADU^2 per pixel (g gain e-/ADU, RN read noise e-, S sky ADU), "
     "f_ap = fraction of a round PSF inside r; for a source of g-r = 0"
 )
-_STREAMS = ("wcs", "zp", "sky", "stars", "catalog", "galaxies", "transients", "noise",
-            "cosmics", "columns", "header", "template")
+_STREAMS = (
+    "wcs",
+    "zp",
+    "sky",
+    "stars",
+    "catalog",
+    "galaxies",
+    "transients",
+    "noise",
+    "cosmics",
+    "columns",
+    "header",
+    "template",
+)
 
 
-@dataclass
+@dataclass(repr=False)
 class SimulationTruth:
     """Everything the simulator knows about the science image (0-based pixels)."""
 
@@ -82,6 +94,13 @@ class SimulationTruth:
     zp_median: float
     limit_formula: str = LIMIT_FORMULA
 
+    def __repr__(self) -> str:
+        return (
+            f"SimulationTruth(stars={len(self.stars)}, galaxies={len(self.galaxies)}, "
+            f"transients={len(self.transients)}, psf={self.psf!r}, "
+            f"limit_sn5={self.limit_sn5:.2f}, color_term={self.color_term})"
+        )
+
     def fwhm_map(self, x: Any, y: Any) -> NDArray:
         """FWHM (px, geometric mean of the axes) of the PSF at pixel (x, y)."""
         return self.psf_field.fwhm(x, y)
@@ -93,22 +112,32 @@ class SimulationTruth:
     def scalars(self) -> dict[str, Any]:
         """Plain-number truth for JSON."""
         return {
-            "color_term": self.color_term, "color": self.color, "psf": self.psf,
-            "beta": self.beta, "gain": self.gain, "read_noise": self.read_noise,
-            "saturation": self.saturation, "sky_level": self.sky_level,
-            "limit_sn5": self.limit_sn5, "limit_formula": self.limit_formula,
-            "pixel_scale": self.pixel_scale, "fwhm_median": self.fwhm_median,
-            "zp_median": self.zp_median, "zero_point_model": self.zp_coeffs,
-            "psf_field": self.psf_field.describe(), "sky_model": self.sky.describe(),
+            "color_term": self.color_term,
+            "color": self.color,
+            "psf": self.psf,
+            "beta": self.beta,
+            "gain": self.gain,
+            "read_noise": self.read_noise,
+            "saturation": self.saturation,
+            "sky_level": self.sky_level,
+            "limit_sn5": self.limit_sn5,
+            "limit_formula": self.limit_formula,
+            "pixel_scale": self.pixel_scale,
+            "fwhm_median": self.fwhm_median,
+            "zp_median": self.zp_median,
+            "zero_point_model": self.zp_coeffs,
+            "psf_field": self.psf_field.describe(),
+            "sky_model": self.sky.describe(),
             "bad_columns": self.bad_columns,
             "n_stars_in_image": int(np.sum(self.stars["in_image"])),
             "n_saturated_stars": int(np.sum(self.stars["saturated"])),
-            "n_galaxies": len(self.galaxies), "n_transients": len(self.transients),
+            "n_galaxies": len(self.galaxies),
+            "n_transients": len(self.transients),
             "n_cosmic_pixels": int(self.cosmic_mask.sum()),
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class SimulatedSky:
     """A simulated science exposure with its catalogue, template and truth."""
 
@@ -122,6 +151,13 @@ class SimulatedSky:
     model: NDArray = field(repr=False)  # noiseless expected image (sky + sources), float32
     background: NDArray = field(repr=False)  # noiseless sky alone, float32
 
+    def __repr__(self) -> str:
+        ny, nx = self.image.shape
+        return (
+            f"SimulatedSky({nx}x{ny}, seed={self.seed}, catalog={len(self.catalog)} rows, "
+            f"template={'yes' if self.template is not None else 'no'}, truth={self.truth!r})"
+        )
+
     def variant(self, kind: str, **kwargs: Any) -> Header:
         """Header with a damaged WCS: 'perturbed_wcs' (shift_arcsec, rot_deg, pa_deg),
         'no_wcs' or 'no_sip' (see :func:`pipeline.simulate.header.header_variant`)."""
@@ -129,10 +165,19 @@ class SimulatedSky:
 
 
 def limiting_magnitude(
-    zp: float, fwhm: float, sky: float, gain: float, read_noise: float, psf: PSFField,
+    zp: float,
+    fwhm: float,
+    sky: float,
+    gain: float,
+    read_noise: float,
+    psf: PSFField,
     snr: float = 5.0,
 ) -> float:
-    """Analytic S/N = ``snr`` magnitude for an aperture of radius 1 FWHM (see LIMIT_FORMULA)."""
+    """Analytic S/N = ``snr`` magnitude for an aperture of radius 1 FWHM.
+
+    See :data:`LIMIT_FORMULA`: the aperture flux F solves F = snr * sqrt(F/g + A s2),
+    a quadratic, and the total flux is F divided by the PSF fraction in the aperture.
+    """
     area = np.pi * fwhm**2
     s2 = pixel_variance(sky, gain, read_noise)
     k = snr**2
@@ -141,39 +186,40 @@ def limiting_magnitude(
     return float(zp - 2.5 * np.log10(total))
 
 
-def _isolated_positions(
-    n: int, nx: int, ny: int, avoid_xy: NDArray, avoid_r: NDArray, rng: np.random.Generator,
-    edge: float,
-) -> NDArray:
-    """Up to ``n`` random positions farther than ``avoid_r`` from every ``avoid_xy`` point."""
-    tree = cKDTree(avoid_xy) if len(avoid_xy) else None
-    rmax = float(avoid_r.max()) if len(avoid_r) else 0.0
-    found: list[tuple[float, float]] = []
-    for _ in range(20000):
-        if len(found) == n:
-            break
-        p = np.array([rng.uniform(edge, nx - 1 - edge), rng.uniform(edge, ny - 1 - edge)])
-        if tree is not None:
-            near = tree.query_ball_point(p, rmax)
-            d = np.hypot(*(avoid_xy[near] - p).T) if near else np.array([])
-            if np.any(d < avoid_r[near]):
-                continue
-        if any(np.hypot(p[0] - q[0], p[1] - q[1]) < 40 for q in found):
-            continue
-        found.append((float(p[0]), float(p[1])))
-    return np.array(found).reshape(-1, 2)
+def instrumental_flux(mag: Any, zp: Any, color_term: float, color: Any) -> NDArray:
+    """ADU total of sources: 10**(-0.4 * (m - ZP - C * colour))."""
+    return 10 ** (-0.4 * (np.asarray(mag) - np.asarray(zp) - color_term * np.asarray(color)))
 
 
 def _effective_margin(cfg: SkyConfig) -> int:
     """Catalogue margin wide enough to also fill the shifted, rotated template."""
+    if not cfg.template:
+        return int(cfg.catalog_margin_px)
     ny, nx = cfg.image_shape
-    need = np.hypot(*cfg.template_shift_px) + np.deg2rad(abs(cfg.template_rotation_deg)) * (
-        np.hypot(nx, ny) / 2) + 10
-    return int(max(cfg.catalog_margin_px, np.ceil(need) if cfg.template else 0))
+    turn = np.deg2rad(abs(cfg.template_rotation_deg)) * np.hypot(nx, ny) / 2
+    need = np.hypot(*cfg.template_shift_px) + turn + 10
+    return int(max(cfg.catalog_margin_px, np.ceil(need)))
 
 
-def simulate_sky(config: SkyConfig | None = None, seed: int | None = 0,
-                 **overrides: Any) -> SimulatedSky:
+def _random_streams(seed: int | None) -> dict[str, np.random.Generator]:
+    """One independent generator per ingredient, so changing one leaves the others."""
+    children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+    return {name: np.random.default_rng(c) for name, c in zip(_STREAMS, children, strict=True)}
+
+
+def _resolve_config(config: SkyConfig | None, overrides: dict[str, Any]) -> SkyConfig:
+    if config is not None and not isinstance(config, SkyConfig):
+        raise ValueError(
+            f"config must be a SkyConfig or None, not {type(config).__name__}; "
+            "pass settings as keywords, e.g. simulate_sky(size=512, seed=1)"
+        )
+    base = config if config is not None else SkyConfig()
+    return base.with_overrides(**overrides) if overrides else base
+
+
+def simulate_sky(
+    config: SkyConfig | None = None, seed: int | None = 0, **overrides: Any
+) -> SimulatedSky:
     """Simulate a science image of a star field with known truth.
 
     Parameters
@@ -189,60 +235,70 @@ def simulate_sky(config: SkyConfig | None = None, seed: int | None = 0,
     -------
     SimulatedSky
     """
-    cfg = (config or SkyConfig()).with_overrides(**overrides) if overrides else (
-        config or SkyConfig())
-    rngs = dict(zip(_STREAMS, (np.random.default_rng(s)
-                               for s in np.random.SeedSequence(seed).spawn(len(_STREAMS))),
-                    strict=True))
+    cfg = _resolve_config(config, overrides)
+    rngs = _random_streams(seed)
     ny, nx = cfg.image_shape
     frame = FieldFrame(nx, ny)
-    wcs = make_wcs(nx, ny, cfg.ra_center, cfg.dec_center, cfg.pixel_scale, cfg.rotation_deg,
-                   cfg.sip_order, cfg.sip_corner_px, rngs["wcs"])
+    wcs = make_wcs(
+        nx,
+        ny,
+        cfg.ra_center,
+        cfg.dec_center,
+        cfg.pixel_scale,
+        cfg.rotation_deg,
+        cfg.sip_order,
+        cfg.sip_corner_px,
+        rngs["wcs"],
+    )
     zp_model = make_zero_point_model(frame, cfg.zero_point, cfg.zero_point_range, rngs["zp"])
-    psf = PSFField(frame, cfg.psf, cfg.beta, cfg.fwhm_center, cfg.fwhm_corner,
-                   cfg.ellipticity_center, cfg.ellipticity_corner)
+    psf = PSFField(
+        frame,
+        cfg.psf,
+        cfg.beta,
+        cfg.fwhm_center,
+        cfg.fwhm_corner,
+        cfg.ellipticity_center,
+        cfg.ellipticity_corner,
+    )
     sky = make_sky_background(frame, cfg.sky_level, cfg.sky_gradient, rngs["sky"])
-    fwhm_med = float(np.median(psf.on_grid(max(8, min(nx, ny) // 32))))
-    zp_med = float(np.median(zp_model.on_grid(max(8, min(nx, ny) // 32))))
+    grid_step = max(8, min(nx, ny) // 32)
+    fwhm_med = float(np.median(psf.on_grid(grid_step)))
+    zp_med = float(np.median(zp_model.on_grid(grid_step)))
     limit = limiting_magnitude(zp_med, fwhm_med, cfg.sky_level, cfg.gain, cfg.read_noise, psf)
 
-    # stars: positions over the image and a margin, true magnitudes, catalogue
-    rs = rngs["stars"]
-    margin = _effective_margin(cfg)
-    n_stars = cfg.star_count
-    sx = rs.uniform(-margin - 0.5, nx - 0.5 + margin, n_stars)
-    sy = rs.uniform(-margin - 0.5, ny - 0.5 + margin, n_stars)
-    sra, sdec = wcs.all_pix2world(sx, sy, 0)
-    r_true = draw_r_magnitudes(n_stars, cfg.bright_mag, limit + cfg.catalog_depth, rs)
-    g_r = draw_g_r(n_stars, rs)
-    mags = star_magnitudes(r_true, g_r, rs)
-    catalog = build_ps1_table(sra, sdec, mags, rngs["catalog"], cfg.catalog_noise)
-    star_zp = zp_model(sx, sy)
-    star_flux = 10 ** (-0.4 * (r_true - star_zp - cfg.color_term * g_r))
-
-    # galaxies and transients
-    rg = rngs["galaxies"]
-    n_gal = cfg.galaxy_count
-    shapes = draw_galaxy_shapes(n_gal, cfg.pixel_scale, rg)
-    gx, gy = rg.uniform(20, nx - 21, n_gal), rg.uniform(20, ny - 21, n_gal)
-    gra, gdec = wcs.all_pix2world(gx, gy, 0)
-    gmag = rg.uniform(limit - 5.0, limit - 0.5, n_gal)
-    gflux = 10 ** (-0.4 * (gmag - zp_model(gx, gy) - cfg.color_term * shapes["g_r"]))
-    transients = _place_transients(cfg, limit, sx, sy, r_true, gx, gy, shapes, gmag, fwhm_med,
-                                   rngs["transients"])
+    stars, catalog = _draw_stars(cfg, wcs, zp_model, limit, rngs["stars"], rngs["catalog"])
+    galaxies, shapes = _draw_galaxies(cfg, wcs, zp_model, limit, rngs["galaxies"])
+    transients = place_transients(
+        cfg.n_transients,
+        (ny, nx),
+        limit,
+        cfg.transient_mag_above_limit,
+        stars,
+        galaxies,
+        fwhm_med,
+        rngs["transients"],
+    )
     transients["ra"], transients["dec"] = wcs.all_pix2world(transients["x"], transients["y"], 0)
     transients["zp"] = zp_model(transients["x"], transients["y"])
-    transients["flux"] = 10 ** (-0.4 * (transients["mag"] - transients["zp"]
-                                        - cfg.color_term * transients["g_r"]))
+    transients["flux"] = instrumental_flux(
+        transients["mag"], transients["zp"], cfg.color_term, transients["g_r"]
+    )
 
-    # render the noiseless sky
-    sigma_sky = float(np.sqrt(pixel_variance(cfg.sky_level, cfg.gain, cfg.read_noise)))
+    # the noiseless sky; bright stamps end where the wings fall below 0.1 sigma of the sky
+    edge_level = 0.1 * float(np.sqrt(pixel_variance(cfg.sky_level, cfg.gain, cfg.read_noise)))
     sources = np.zeros((ny, nx))
-    rendered = render_point_sources(sources, sx, sy, star_flux, psf, edge_level=0.1 * sigma_sky)
-    g_dep = render_galaxies(sources, gx, gy, gflux, shapes, psf)
-    t_rendered = render_point_sources(sources, np.asarray(transients["x"]),
-                                      np.asarray(transients["y"]),
-                                      np.asarray(transients["flux"]), psf, 0.1 * sigma_sky)
+    rendered = render_point_sources(sources, stars["x"], stars["y"], stars["flux"], psf, edge_level)
+    galaxies["flux_in_image"] = render_galaxies(
+        sources, galaxies["x"], galaxies["y"], galaxies["flux"], shapes, psf
+    )
+    t_rendered = render_point_sources(
+        sources,
+        np.asarray(transients["x"]),
+        np.asarray(transients["y"]),
+        np.asarray(transients["flux"]),
+        psf,
+        edge_level,
+    )
     transients["flux_in_image"] = t_rendered.deposited
     transients["fwhm"] = t_rendered.fwhm
     transients["peak"] = t_rendered.peak
@@ -251,93 +307,160 @@ def simulate_sky(config: SkyConfig | None = None, seed: int | None = 0,
 
     # the detector
     image = add_noise(model, cfg.gain, cfg.read_noise, rngs["noise"])
-    cosmics = make_cosmic_rays((ny, nx), cfg.cosmic_hit_count, cfg.cosmic_track_count,
-                               rngs["cosmics"])
+    cosmics = make_cosmic_rays(
+        (ny, nx), cfg.cosmic_hit_count, cfg.cosmic_track_count, rngs["cosmics"]
+    )
     image += cosmics.deposit
-    columns = make_bad_columns((ny, nx), cfg.n_hot_columns, cfg.n_dead_columns, cfg.gain,
-                               rngs["columns"])
+    columns = make_bad_columns(
+        (ny, nx), cfg.n_hot_columns, cfg.n_dead_columns, cfg.gain, rngs["columns"]
+    )
     apply_bad_columns(image, columns, cfg.gain, rngs["columns"])
     np.minimum(image, cfg.saturation, out=image)
 
-    stars = _star_truth(sx, sy, sra, sdec, r_true, g_r, catalog, star_flux, star_zp, rendered,
-                        model, cfg.saturation)
     truth = SimulationTruth(
-        stars=stars,
-        galaxies=galaxy_table(gx, gy, gra, gdec, gmag, gflux, shapes, g_dep),
-        transients=transients, cosmic_mask=cosmics.mask, cosmic_events=cosmics.events,
-        bad_columns=columns, zero_point_map=zp_model, zp_coeffs=zp_model.describe(),
-        color_term=float(cfg.color_term), color=COLOR_NAME, psf=cfg.psf,
-        beta=float(cfg.beta), psf_field=psf, gain=float(cfg.gain),
-        read_noise=float(cfg.read_noise), saturation=float(cfg.saturation),
-        sky_level=float(cfg.sky_level), sky=sky, wcs=wcs, limit_sn5=limit,
-        pixel_scale=float(cfg.pixel_scale), fwhm_median=fwhm_med, zp_median=zp_med,
+        stars=_star_truth(stars, catalog, rendered, model, cfg.saturation),
+        galaxies=galaxy_table(galaxies, shapes),
+        transients=transients,
+        cosmic_mask=cosmics.mask,
+        cosmic_events=cosmics.events,
+        bad_columns=columns,
+        zero_point_map=zp_model,
+        zp_coeffs=zp_model.describe(),
+        color_term=float(cfg.color_term),
+        color=COLOR_NAME,
+        psf=cfg.psf,
+        beta=float(cfg.beta),
+        psf_field=psf,
+        gain=float(cfg.gain),
+        read_noise=float(cfg.read_noise),
+        saturation=float(cfg.saturation),
+        sky_level=float(cfg.sky_level),
+        sky=sky,
+        wcs=wcs,
+        limit_sn5=limit,
+        pixel_scale=float(cfg.pixel_scale),
+        fwhm_median=fwhm_med,
+        zp_median=zp_med,
     )
-    header = science_header(cfg, wcs, rngs["header"], seed)
     template = None
     if cfg.template:
-        template = simulate_template(cfg, wcs, stars, truth.galaxies, rngs["template"])
+        template = simulate_template(cfg, wcs, truth.stars, truth.galaxies, rngs["template"])
     return SimulatedSky(
-        image=image.astype(np.float32), header=header, catalog=catalog, truth=truth,
-        template=template, config=cfg, seed=seed, model=model.astype(np.float32),
+        image=image.astype(np.float32),
+        header=science_header(cfg, wcs, rngs["header"], seed),
+        catalog=catalog,
+        truth=truth,
+        template=template,
+        config=cfg,
+        seed=seed,
+        model=model.astype(np.float32),
         background=background.astype(np.float32),
     )
 
 
-def _place_transients(cfg: SkyConfig, limit: float, sx: NDArray, sy: NDArray, r_true: NDArray,
-                      gx: NDArray, gy: NDArray, shapes: dict, gmag: NDArray, fwhm: float,
-                      rng: np.random.Generator) -> Table:
-    """Transients: half on (visible) galaxies, the rest isolated from stars and galaxies."""
+def _draw_stars(
+    cfg: SkyConfig,
+    wcs: WCS,
+    zp_model: ZeroPointModel,
+    limit: float,
+    rng: np.random.Generator,
+    catalog_rng: np.random.Generator,
+) -> tuple[dict[str, NDArray], Table]:
+    """Stars over the image and a margin: positions, true magnitudes, fluxes, catalogue.
+
+    Positions are drawn in pixels and mapped to the sky through the true WCS (SIP
+    included), so that the catalogue position maps back exactly onto the truth x, y.
+    """
     ny, nx = cfg.image_shape
-    lo, hi = cfg.transient_mag_above_limit
-    n_on = cfg.n_transients // 2
-    hosts = np.flatnonzero((gmag < limit - 1.0) & (gx > 30) & (gx < nx - 31)
-                           & (gy > 30) & (gy < ny - 31))
-    hosts = rng.permutation(hosts)[:n_on]
-    rows = []
-    for h in hosts:
-        # an offset inside the host's disc, in its own frame, then rotated onto the sky
-        radius = rng.uniform(0.3, 1.2) * shapes["r_eff"][h]
-        phi = rng.uniform(0, 2 * np.pi)
-        ox, oy = radius * np.cos(phi), radius * np.sin(phi) * (1 - shapes["ellipticity"][h])
-        t = shapes["theta"][h]
-        rows.append((gx[h] + ox * np.cos(t) - oy * np.sin(t),
-                     gy[h] + ox * np.sin(t) + oy * np.cos(t), True, int(h)))
-    n_iso = cfg.n_transients - len(rows)
-    # stay clear of every star that is visible, with room for bright halos, and of galaxies
-    visible = r_true < limit + 0.5
-    avoid_xy = np.concatenate([np.c_[sx[visible], sy[visible]], np.c_[gx, gy]])
-    star_r = np.maximum(6 * fwhm, 6 * fwhm + 6 * (limit - r_true[visible]))
-    avoid_r = np.concatenate([star_r, 8 * shapes["r_eff"] + 4 * fwhm])
-    for x, y in _isolated_positions(n_iso, nx, ny, avoid_xy, avoid_r, rng, edge=30):
-        rows.append((x, y, False, -1))
-    n = len(rows)
-    table = Table(rows=rows or None, names=("x", "y", "on_galaxy", "host_index"),
-                  dtype=(float, float, bool, int))
-    table["mag"] = limit - rng.uniform(lo, hi, n)
-    table["g_r"] = np.zeros(n)
-    return table
+    margin = _effective_margin(cfg)
+    n = cfg.star_count
+    x = rng.uniform(-margin - 0.5, nx - 0.5 + margin, n)
+    y = rng.uniform(-margin - 0.5, ny - 0.5 + margin, n)
+    ra, dec = wcs.all_pix2world(x, y, 0)
+    r_true = draw_r_magnitudes(n, cfg.bright_mag, limit + cfg.catalog_depth, rng)
+    g_r = draw_g_r(n, rng)
+    catalog = build_ps1_table(
+        ra, dec, star_magnitudes(r_true, g_r, rng), catalog_rng, cfg.catalog_noise
+    )
+    zp = zp_model(x, y)
+    stars = {
+        "x": x,
+        "y": y,
+        "ra": ra,
+        "dec": dec,
+        "mag": r_true,
+        "g_r": g_r,
+        "zp": zp,
+        "flux": instrumental_flux(r_true, zp, cfg.color_term, g_r),
+    }
+    return stars, catalog
 
 
-def _star_truth(sx: NDArray, sy: NDArray, ra: NDArray, dec: NDArray, r_true: NDArray,
-                g_r: NDArray, catalog: Table, flux: NDArray, zp: NDArray, rendered: Any,
-                model: NDArray, saturation: float) -> Table:
-    """Truth table of the stars, row-aligned with the catalogue."""
+def _draw_galaxies(
+    cfg: SkyConfig, wcs: WCS, zp_model: ZeroPointModel, limit: float, rng: np.random.Generator
+) -> tuple[dict[str, NDArray], dict[str, NDArray]]:
+    """Galaxy positions, magnitudes (from 5 mag above the limit to 0.5 above) and shapes."""
+    ny, nx = cfg.image_shape
+    n = cfg.galaxy_count
+    shapes = draw_galaxy_shapes(n, cfg.pixel_scale, rng)
+    x, y = rng.uniform(20, nx - 21, n), rng.uniform(20, ny - 21, n)
+    ra, dec = wcs.all_pix2world(x, y, 0)
+    mag = rng.uniform(limit - 5.0, limit - 0.5, n)
+    zp = zp_model(x, y)
+    galaxies = {
+        "x": x,
+        "y": y,
+        "ra": ra,
+        "dec": dec,
+        "mag": mag,
+        "zp": zp,
+        "flux": instrumental_flux(mag, zp, cfg.color_term, shapes["g_r"]),
+        "r_eff": shapes["r_eff"],
+        "ellipticity": shapes["ellipticity"],
+        "theta": shapes["theta"],
+    }
+    return galaxies, shapes
+
+
+def _star_truth(
+    stars: dict[str, NDArray], catalog: Table, rendered: Any, model: NDArray, saturation: float
+) -> Table:
+    """Truth table of the stars, row-aligned with the catalogue.
+
+    A star is ``saturated`` when the noiseless image (sky included) reaches the
+    saturation level within one pixel of its centre.
+    """
     ny, nx = model.shape
-    in_image = (sx > -0.5) & (sx < nx - 0.5) & (sy > -0.5) & (sy < ny - 0.5)
-    ix = np.clip(np.rint(sx).astype(int), 0, nx - 1)
-    iy = np.clip(np.rint(sy).astype(int), 0, ny - 1)
-    peak_model = np.zeros(sx.size)
+    x, y = stars["x"], stars["y"]
+    in_image = (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+    ix = np.clip(np.rint(x).astype(int), 0, nx - 1)
+    iy = np.clip(np.rint(y).astype(int), 0, ny - 1)
+    peak_model = np.zeros(x.size)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             yy, xx = np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)
             peak_model = np.maximum(peak_model, model[yy, xx])
     rmag = catalog["rmag"]
-    return Table({
-        "x": sx, "y": sy, "ra": ra, "dec": dec, "mag": r_true,
-        "mag_cat": np.where(np.ma.getmaskarray(rmag), np.nan, np.ma.getdata(rmag)),
-        "g_r": g_r, "objID": np.asarray(catalog["objID"]), "zp": zp, "flux": flux,
-        "flux_in_image": rendered.deposited, "fwhm": rendered.fwhm,
-        "ellipticity": rendered.ellipticity, "theta": rendered.theta, "peak": rendered.peak,
-        "saturated": in_image & (peak_model >= saturation), "in_image": in_image,
-        "stamp_fraction": rendered.stamp_fraction,
-    })
+    return Table(
+        {
+            "x": x,
+            "y": y,
+            "ra": stars["ra"],
+            "dec": stars["dec"],
+            "mag": stars["mag"],
+            "mag_cat": np.where(np.ma.getmaskarray(rmag), np.nan, np.ma.getdata(rmag)),
+            "g_r": stars["g_r"],
+            "objID": np.asarray(catalog["objID"]),
+            "zp": stars["zp"],
+            "flux": stars["flux"],
+            "flux_in_image": rendered.deposited,
+            "fwhm": rendered.fwhm,
+            "ellipticity": rendered.ellipticity,
+            "theta": rendered.theta,
+            "peak": rendered.peak,
+            "saturated": in_image & (peak_model >= saturation),
+            "in_image": in_image,
+            "stamp_fraction": rendered.stamp_fraction,
+            "stamp_half_size": rendered.half_size,
+        }
+    )

@@ -73,11 +73,14 @@ def make_cosmic_rays(
         keep = (xs >= 0) & (xs < nx) & (ys >= 0) & (ys < ny)
         np.add.at(deposit, (ys[keep], xs[keep]), per_px * step)
         n_pix = len(set(zip(xs[keep].tolist(), ys[keep].tolist(), strict=True)))
-        rows.append(("track", float(x0), float(y0), length, angle, n_pix,
-                     float(per_px * step * keep.sum())))
-    events = Table(rows=rows or None,
-                   names=("kind", "x", "y", "length", "angle", "n_pixels", "total"),
-                   dtype=("U5", float, float, float, float, int, float))
+        rows.append(
+            ("track", float(x0), float(y0), length, angle, n_pix, float(per_px * step * keep.sum()))
+        )
+    events = Table(
+        rows=rows or None,
+        names=("kind", "x", "y", "length", "angle", "n_pixels", "total"),
+        dtype=("U5", float, float, float, float, int, float),
+    )
     return CosmicRays(deposit.astype(np.float32), deposit > 0, events)
 
 
@@ -96,8 +99,9 @@ def make_bad_columns(
         if k < n_hot:
             y_start = int(rng.integers(0, ny // 2))
             level = float(rng.uniform(2000.0, 8000.0))
-            out.append({"x": int(x), "kind": "hot", "y_start": y_start, "y_end": ny,
-                        "level": level})
+            out.append(
+                {"x": int(x), "kind": "hot", "y_start": y_start, "y_end": ny, "level": level}
+            )
         else:
             out.append({"x": int(x), "kind": "dead", "y_start": 0, "y_end": ny, "level": 0.02})
     return out

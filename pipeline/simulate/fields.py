@@ -71,7 +71,7 @@ def make_zero_point_model(
     shape = rng.normal(0.0, 1.0, 5)
     shape[2:] -= np.array([0.6, 0.0, 0.6])  # mostly a fall-off towards the edges
     unit = ZeroPointModel(frame, (0.0, *shape))
-    u, v = frame.grid(max(1, min(frame.nx, frame.ny) // 32))
+    u, v = frame.grid(max(1, min(frame.nx, frame.ny) // 128))
     values = unit(u, v)
     span = float(values.max() - values.min())
     scale = peak_to_peak / span if span > 0 else 0.0
@@ -171,7 +171,8 @@ class SkyBackground:
         return self.level * (1.0 + self.gradient_u * u + self.gradient_v * v)
 
     def image(self) -> NDArray:
-        ys, xs = np.mgrid[0 : self.frame.ny, 0 : self.frame.nx]
+        xs = np.arange(self.frame.nx, dtype=float)[None, :]
+        ys = np.arange(self.frame.ny, dtype=float)[:, None]
         return self(xs, ys)
 
     def describe(self) -> dict:

@@ -27,8 +27,9 @@ def draw_galaxy_shapes(n: int, pixel_scale: float, rng: np.random.Generator) -> 
     """Random discs (Sersic n ~ 1) and a few spheroids (n = 4) with sky-like sizes."""
     spheroid = rng.uniform(0, 1, n) < 0.25
     sersic_n = np.where(spheroid, 4.0, rng.uniform(0.8, 1.5, n))
-    r_eff_arcsec = np.where(spheroid, rng.lognormal(np.log(1.8), 0.35, n),
-                            rng.lognormal(np.log(2.6), 0.35, n))
+    r_eff_arcsec = np.where(
+        spheroid, rng.lognormal(np.log(1.8), 0.35, n), rng.lognormal(np.log(2.6), 0.35, n)
+    )
     ellipticity = np.where(spheroid, rng.uniform(0.0, 0.3, n), rng.uniform(0.05, 0.65, n))
     return {
         "sersic_n": sersic_n,
@@ -39,8 +40,9 @@ def draw_galaxy_shapes(n: int, pixel_scale: float, rng: np.random.Generator) -> 
     }
 
 
-def _sersic_stamp(dx: float, dy: float, r_eff: float, n: float, ell: float, theta: float,
-                  half: int) -> NDArray:
+def _sersic_stamp(
+    dx: float, dy: float, r_eff: float, n: float, ell: float, theta: float, half: int
+) -> NDArray:
     """Pixel-integrated, un-normalised Sersic stamp centred at offset (dx, dy)."""
     size = 2 * half + 1
     s = GALAXY_SUBSAMPLE
@@ -57,7 +59,11 @@ def _sersic_stamp(dx: float, dy: float, r_eff: float, n: float, ell: float, thet
 
 
 def render_galaxies(
-    image: NDArray, x: NDArray, y: NDArray, flux: NDArray, shapes: dict[str, NDArray],
+    image: NDArray,
+    x: NDArray,
+    y: NDArray,
+    flux: NDArray,
+    shapes: dict[str, NDArray],
     psf: PSFField,
 ) -> NDArray:
     """Add PSF-convolved Sersic galaxies to ``image`` in place; return deposited fluxes."""
@@ -69,12 +75,27 @@ def render_galaxies(
         r_eff, n = float(shapes["r_eff"][i]), float(shapes["sersic_n"][i])
         half = int(np.ceil(min(8.0 * r_eff * (1.5 if n > 2 else 1.0), 80) + 3 * fwhm[i]))
         ix, iy = round(float(x[i])), round(float(y[i]))
-        gal = _sersic_stamp(x[i] - ix, y[i] - iy, r_eff, n, float(shapes["ellipticity"][i]),
-                            float(shapes["theta"][i]), half)
+        gal = _sersic_stamp(
+            x[i] - ix,
+            y[i] - iy,
+            r_eff,
+            n,
+            float(shapes["ellipticity"][i]),
+            float(shapes["theta"][i]),
+            half,
+        )
         psf_half = int(np.ceil(3 * fwhm[i]))
-        kernel = psf_stamps(np.zeros(1), np.zeros(1), a_psf[i : i + 1], b_psf[i : i + 1],
-                              theta_psf[i : i + 1], psf.kind, psf.beta, psf_half,
-                              subintervals_for(fwhm[i] * np.sqrt(1 - ell_psf[i])))[0]
+        kernel = psf_stamps(
+            np.zeros(1),
+            np.zeros(1),
+            a_psf[i : i + 1],
+            b_psf[i : i + 1],
+            theta_psf[i : i + 1],
+            psf.kind,
+            psf.beta,
+            psf_half,
+            subintervals_for(fwhm[i] * np.sqrt(1 - ell_psf[i])),
+        )[0]
         stamp = fftconvolve(gal, kernel / kernel.sum(), mode="same")
         stamp = np.clip(stamp, 0, None)
         stamp *= flux[i] / stamp.sum()
@@ -88,14 +109,11 @@ def render_galaxies(
     return deposited
 
 
-def galaxy_table(x: NDArray, y: NDArray, ra: NDArray, dec: NDArray, mag: NDArray,
-                 flux: NDArray, shapes: dict[str, NDArray], deposited: NDArray) -> Table:
+def galaxy_table(galaxies: dict[str, NDArray], shapes: dict[str, NDArray]) -> Table:
     """Truth table of the galaxies (positions 0-based pixels, sizes in pixels)."""
-    return Table(
-        {
-            "x": x, "y": y, "ra": ra, "dec": dec, "mag": mag, "g_r": shapes["g_r"],
-            "flux": flux, "flux_in_image": deposited, "r_eff": shapes["r_eff"],
-            "sersic_n": shapes["sersic_n"], "ellipticity": shapes["ellipticity"],
-            "theta": shapes["theta"],
-        }
-    )
+    columns = ("x", "y", "ra", "dec", "mag", "zp", "flux", "flux_in_image")
+    table = Table({name: galaxies[name] for name in columns})
+    table["g_r"] = shapes["g_r"]
+    for name in ("r_eff", "sersic_n", "ellipticity", "theta"):
+        table[name] = shapes[name]
+    return table

@@ -15,9 +15,7 @@ from .wcs import perturb_wcs, replace_wcs, strip_wcs, wcs_header
 HEADER_VARIANTS = ("perturbed_wcs", "no_wcs", "no_sip")
 
 
-def pointing_hint(
-    ra: float, dec: float, error_arcsec: float, rng: np.random.Generator
-) -> SkyCoord:
+def pointing_hint(ra: float, dec: float, error_arcsec: float, rng: np.random.Generator) -> SkyCoord:
     """Where the telescope thought it pointed: the truth moved by ``error_arcsec``."""
     centre = SkyCoord(ra, dec, unit="deg")
     return centre.directional_offset_by(rng.uniform(0, 360) * u.deg, error_arcsec * u.arcsec)
@@ -57,8 +55,11 @@ def observation_header(
         ("FILTER", FILTER_NAME, "filter (PS1-like r)"),
         ("EXPTIME", float(exptime), "[s] exposure time"),
         ("DATE-OBS", date_obs, "UTC start of exposure"),
-        ("MJD-OBS", round(float(Time(date_obs, format="isot", scale="utc").mjd), 8),
-         "[d] MJD at start of exposure"),
+        (
+            "MJD-OBS",
+            round(float(Time(date_obs, format="isot", scale="utc").mjd), 8),
+            "[d] MJD at start of exposure",
+        ),
         ("GAIN", float(gain), "[e-/ADU] detector gain"),
         ("RDNOISE", float(read_noise), "[e-] read noise"),
         ("SATURATE", float(saturation), "[ADU] saturation level"),
@@ -77,9 +78,17 @@ def science_header(cfg: SkyConfig, wcs: WCS, rng: np.random.Generator, seed: int
     """Header of the science image (true WCS, detector and observation cards)."""
     hint = pointing_hint(cfg.ra_center, cfg.dec_center, cfg.pointing_error_arcsec, rng)
     header = observation_header(
-        telescope=cfg.telescope, instrument=cfg.instrument, object_name=cfg.object_name,
-        date_obs=cfg.date_obs, exptime=cfg.exptime, gain=cfg.gain, read_noise=cfg.read_noise,
-        saturation=cfg.saturation, hint=hint, radec_format=cfg.header_radec_format, wcs=wcs,
+        telescope=cfg.telescope,
+        instrument=cfg.instrument,
+        object_name=cfg.object_name,
+        date_obs=cfg.date_obs,
+        exptime=cfg.exptime,
+        gain=cfg.gain,
+        read_noise=cfg.read_noise,
+        saturation=cfg.saturation,
+        hint=hint,
+        radec_format=cfg.header_radec_format,
+        wcs=wcs,
     )
     if seed is not None:
         header["SIMSEED"] = (int(seed), "random seed of the simulation")

@@ -60,8 +60,12 @@ def write_truth_fits(sky: SimulatedSky, path: Path) -> None:
     hdus = [fits.PrimaryHDU()]
     hdus[0].header["LIMSN5"] = (truth.limit_sn5, "analytic S/N=5 limit, r mag")
     hdus[0].header["COLTERM"] = (truth.color_term, "colour term C on g-r")
-    for name, table in (("STARS", truth.stars), ("GALAXIES", truth.galaxies),
-                        ("TRANSIENTS", truth.transients), ("CREVENTS", truth.cosmic_events)):
+    for name, table in (
+        ("STARS", truth.stars),
+        ("GALAXIES", truth.galaxies),
+        ("TRANSIENTS", truth.transients),
+        ("CREVENTS", truth.cosmic_events),
+    ):
         hdus.append(fits.table_to_hdu(Table(table, masked=False)))
         hdus[-1].name = name
     hdus.append(fits.ImageHDU(truth.cosmic_mask.astype(np.uint8), name="COSMICS"))
@@ -74,22 +78,30 @@ def write_truth_fits(sky: SimulatedSky, path: Path) -> None:
 def truth_document(sky: SimulatedSky, files: dict[str, str]) -> dict[str, Any]:
     """All scalar truth, the transients and the file names, as plain JSON types."""
     cfg = sky.config
-    return _plain({
-        "seed": sky.seed,
-        "shape": list(cfg.image_shape),
-        "ra_center": cfg.ra_center,
-        "dec_center": cfg.dec_center,
-        "filter": "r",
-        **sky.truth.scalars(),
-        "transients": _rows(sky.truth.transients),
-        "template": None if sky.template is None else {
-            "fwhm": sky.template.fwhm, "zp": sky.template.zp,
-            "color_term": sky.template.color_term, "gain": sky.template.gain,
-            "read_noise": sky.template.read_noise, "sky_level": sky.template.sky_level,
-            "shift_px": list(sky.template.shift_px), "rotation_deg": sky.template.rotation_deg,
-        },
-        "files": files,
-    })
+    return _plain(
+        {
+            "seed": sky.seed,
+            "shape": list(cfg.image_shape),
+            "ra_center": cfg.ra_center,
+            "dec_center": cfg.dec_center,
+            "filter": "r",
+            **sky.truth.scalars(),
+            "transients": _rows(sky.truth.transients),
+            "template": None
+            if sky.template is None
+            else {
+                "fwhm": sky.template.fwhm,
+                "zp": sky.template.zp,
+                "color_term": sky.template.color_term,
+                "gain": sky.template.gain,
+                "read_noise": sky.template.read_noise,
+                "sky_level": sky.template.sky_level,
+                "shift_px": list(sky.template.shift_px),
+                "rotation_deg": sky.template.rotation_deg,
+            },
+            "files": files,
+        }
+    )
 
 
 def write_simulation(sky: SimulatedSky, outdir: str | Path) -> dict[str, Path]:
@@ -111,15 +123,17 @@ def write_simulation(sky: SimulatedSky, outdir: str | Path) -> dict[str, Path]:
     sky.catalog.write(paths["catalog_vot"], format="votable", overwrite=True)
     if sky.template is not None:
         fits.PrimaryHDU(sky.template.image, sky.template.header).writeto(
-            paths["template"], overwrite=True)
+            paths["template"], overwrite=True
+        )
     write_truth_fits(sky, paths["truth_fits"])
     document = truth_document(sky, {k: p.name for k, p in paths.items()})
     paths["truth_json"].write_text(json.dumps(document, indent=1))
     return paths
 
 
-def simulate_command(outdir: str | Path, size: int = 2048, seed: int = 1,
-                     psf: str = "moffat") -> dict[str, str]:
+def simulate_command(
+    outdir: str | Path, size: int = 2048, seed: int = 1, psf: str = "moffat"
+) -> dict[str, str]:
     """What ``skysift simulate OUTDIR`` runs: simulate a sky and write it to ``outdir``.
 
     Returns the written paths (as strings) keyed like :func:`write_simulation`, plus

@@ -58,17 +58,18 @@ def subintervals_for(fwhm_minor: float) -> int:
     return 8
 
 
-def _integrate_axis(values: NDArray, weights: NDArray, n_sub: int, size: int,
-                    axis: int) -> NDArray:
+def _integrate_axis(values: NDArray, weights: NDArray, n_sub: int, size: int, axis: int) -> NDArray:
     """Integrate ``values`` along ``axis`` (size*n_sub + 1 nodes) pixel by pixel."""
+
     def nodes(k: int) -> NDArray:
         index = [slice(None)] * values.ndim
         index[axis] = slice(k, k + size * n_sub, n_sub)
         return values[tuple(index)]
 
-    out = weights[0] * nodes(0)
+    # python floats keep float32 arrays float32 (a numpy float64 scalar would upcast)
+    out = float(weights[0]) * nodes(0)
     for k in range(1, n_sub + 1):
-        out += weights[k] * nodes(k)
+        out += float(weights[k]) * nodes(k)
     return out
 
 
@@ -96,7 +97,11 @@ def profile_total(kind: str, beta: float, a: NDArray, b: NDArray) -> NDArray:
 
 
 def half_size_for(
-    kind: str, beta: float, scale_major: NDArray, flux: NDArray, scale_minor: NDArray,
+    kind: str,
+    beta: float,
+    scale_major: NDArray,
+    flux: NDArray,
+    scale_minor: NDArray,
     edge_level: float,
 ) -> NDArray:
     """Stamp half-size: loses < STAMP_LOSS of the flux and ends below ``edge_level`` ADU."""
@@ -118,8 +123,15 @@ def half_size_for(
 
 
 def psf_stamps(
-    dx: NDArray, dy: NDArray, a: NDArray, b: NDArray, theta: NDArray,
-    kind: str, beta: float, half: int, n_sub: int,
+    dx: NDArray,
+    dy: NDArray,
+    a: NDArray,
+    b: NDArray,
+    theta: NDArray,
+    kind: str,
+    beta: float,
+    half: int,
+    n_sub: int,
 ) -> NDArray:
     """Pixel-integrated, un-normalised PSF stamps (N, 2*half+1, 2*half+1).
 
@@ -177,6 +189,9 @@ def render_point_sources(
     y = np.atleast_1d(np.asarray(y, float))
     flux = np.atleast_1d(np.asarray(flux, float))
     n = x.size
+    if n == 0:
+        empty = np.zeros(0)
+        return RenderedSources(empty, empty, np.zeros(0, int), empty, empty, empty, empty)
     fwhm, ell, theta = psf.shape(x, y)
     a, b, _ = psf.axes_scale(x, y)
     half = half_size_for(psf.kind, psf.beta, a, np.maximum(flux, 0), b, edge_level)
@@ -194,8 +209,9 @@ def render_point_sources(
         chunk = max(1, BATCH_NODES // per_star)
         for start in range(0, members.size, chunk):
             sel = members[start : start + chunk]
-            stamps = psf_stamps(dx[sel], dy[sel], a[sel], b[sel], theta[sel],
-                                  psf.kind, psf.beta, h, s)
+            stamps = psf_stamps(
+                dx[sel], dy[sel], a[sel], b[sel], theta[sel], psf.kind, psf.beta, h, s
+            )
             sums = stamps.sum(axis=(1, 2))
             fraction[sel] = sums / totals[sel]
             stamps *= (flux[sel] / sums)[:, None, None]

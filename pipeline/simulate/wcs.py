@@ -40,8 +40,9 @@ def cd_matrix(pixel_scale_arcsec: float, rotation_deg: float) -> NDArray:
 
 
 def _poly_terms(order: int, min_degree: int) -> list[tuple[int, int]]:
-    return [(p, q) for p in range(order + 1) for q in range(order + 1)
-            if min_degree <= p + q <= order]
+    return [
+        (p, q) for p in range(order + 1) for q in range(order + 1) if min_degree <= p + q <= order
+    ]
 
 
 def _evaluate(coeffs: NDArray, u_: NDArray, v_: NDArray) -> NDArray:
@@ -88,8 +89,8 @@ def fit_inverse_sip(
     fu, fv = uu + _evaluate(a, uu, vv), vv + _evaluate(b, uu, vv)
     terms = _poly_terms(order, 1)
     design = np.stack([fu**p * fv**q for p, q in terms], axis=1)
-    sol_u, *_ = np.linalg.lstsq(design, uu - fu, rcond=None)
-    sol_v, *_ = np.linalg.lstsq(design, vv - fv, rcond=None)
+    sol, *_ = np.linalg.lstsq(design, np.c_[uu - fu, vv - fv], rcond=None)
+    sol_u, sol_v = sol[:, 0], sol[:, 1]
     ap = np.zeros((order + 1, order + 1))
     bp = np.zeros((order + 1, order + 1))
     for (p, q), cu, cv in zip(terms, sol_u, sol_v, strict=True):

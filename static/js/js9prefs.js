@@ -7,5 +7,5 @@ var JS9Prefs = {
     workDir: "",
     debug: 0,
   },
-  imageOpts: { colormap: "grey", scale: "zscale" },
+  imageOpts: { colormap: "grey", scale: "linear", scaleclipping: "zscale" },
 };

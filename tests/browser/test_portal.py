@@ -32,7 +32,9 @@ def test_upload_inspect_and_view(live_server, browser, real_data, output_dir):
 
     page.goto(f"{live_server}/tasks/1/view/image.fits")
     page.wait_for_selector("#viewer-status[data-loaded='1']", timeout=60_000)
-    size = page.evaluate("(() => { const im = JS9.GetImage(); return [im.raw.width, im.raw.height]; })()")
+    size = page.evaluate(
+        "(() => { const im = JS9.GetImage(); return [im.raw.width, im.raw.height]; })()"
+    )
     assert size == [536, 520]
     # Pixels under the cursor come from the FITS data, so JS9 really parsed the image.
     value = page.evaluate("JS9.GetValPos({x: 200, y: 200}).val")

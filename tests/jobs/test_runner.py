@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def make_image(path: Path, size: int = 128) -> Path:
     data = np.random.default_rng(3).normal(1000, 30, (size, size)).astype(np.float32)
     header = fits.Header({"GAIN": 2.0, "SATURATE": 60000.0, "EXPTIME": 30.0, "FILTER": "R"})
-    fits.PrimaryHDU(data, header).writeto(path)
+    fits.PrimaryHDU(data, header).writeto(path, overwrite=True)
     return path
 
 

@@ -66,6 +66,7 @@ class TaskFilesController(Controller):
     @get("/view/{path:path}", name="files.view")
     async def view(self, request: Request, task_id: int, path: str) -> Template:
         """JS9 viewer for one FITS file of the task (static JS9, no helper process)."""
+        path = path.lstrip("/")
         with session_scope() as session:
             task = get_task(session, request, task_id, "view")
         target = _existing(task_dir(task_id), path)
@@ -113,6 +114,25 @@ def _archive_entries(root: Path, folder: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def _browse(root: str, path: str) -> Template:
+    """A folder listing, or a file's HDUs with their headers."""
+    base = _archive_root(root)
+    target = _existing(base, path)
+    context: dict[str, Any] = {
+        "roots": get_settings().archives(),
+        "root": root,
+        "path": str(target.relative_to(base)) if target != base else "",
+    }
+    if target.is_dir():
+        context["entries"] = _archive_entries(base, target)
+        return Template("files/archive.html", context=context)
+    try:
+        context["hdus"] = list_hdus(target)
+    except FitsInputError as exc:
+        context["error"] = str(exc)
+    return Template("files/archive_file.html", context=context)
+
+
 class ArchiveController(Controller):
     path = "/archive"
 
@@ -123,23 +143,13 @@ class ArchiveController(Controller):
             context={"roots": get_settings().archives(), "root": None, "entries": None},
         )
 
+    @get("/{root:str}", name="archive.root")
+    async def browse_root(self, root: str) -> Template:
+        return _browse(root, "")
+
     @get("/{root:str}/{path:path}", name="archive.browse")
     async def browse(self, root: str, path: str) -> Template:
-        base = _archive_root(root)
-        target = _existing(base, path)
-        context: dict[str, Any] = {
-            "roots": get_settings().archives(),
-            "root": root,
-            "path": str(target.relative_to(base)) if target != base else "",
-        }
-        if target.is_dir():
-            context["entries"] = _archive_entries(base, target)
-            return Template("files/archive.html", context=context)
-        try:
-            context["hdus"] = list_hdus(target)
-        except FitsInputError as exc:
-            context["error"] = str(exc)
-        return Template("files/archive_file.html", context=context)
+        return _browse(root, path)
 
     @post("/import", name="archive.import")
     async def import_file(self, request: Request, data: FormData) -> Redirect:

@@ -69,14 +69,14 @@ def _step_or_404(step: str):
 def _filtered(query, text: str):
     for token in text.split():
         like = f"%{token}%"
-        query = query.where(
-            or_(
-                col(Task.title).ilike(like),
-                col(Task.original_name).ilike(like),
-                col(Task.state).ilike(like),
-                col(Task.id).cast(str) == token,
-            )
-        )
+        matches = [
+            col(Task.title).ilike(like),
+            col(Task.original_name).ilike(like),
+            col(Task.state).ilike(like),
+        ]
+        if token.isdigit():
+            matches.append(col(Task.id) == int(token))
+        query = query.where(or_(*matches))
     return query
 
 
