@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,8 +23,6 @@ def staging_file(suffix: str = ".fits") -> Path:
     staging = get_settings().data_dir / "staging"
     staging.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(suffix=suffix, dir=staging)
-    import os
-
     os.close(handle)
     return Path(name)
 
@@ -39,12 +38,15 @@ def create_task(
     hdu: int | None = None,
     config: dict | None = None,
     owner_id: int | None = None,
+    extra_files: dict[str, Path] | None = None,
 ) -> Task:
     """Validate ``source_file`` and make a task of it.
 
     The image is written into the new task folder completely before the row is
     committed; on any failure neither the row nor the folder remains. Raises
     :class:`FitsInputError` with a message for the user when the file is unusable.
+    ``extra_files`` (name in the task folder → source) are copied alongside, e.g. the
+    catalogue and template of a simulated demo sky.
     """
     task = Task(
         title=title or Path(original_name).name,
@@ -65,6 +67,8 @@ def create_task(
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         write_task_image(source_file, folder / IMAGE_FILE, hdu=hdu)
+        for name, source in (extra_files or {}).items():
+            shutil.copyfile(source, folder / name)
         session.commit()
     except BaseException:
         session.rollback()

@@ -257,4 +257,6 @@ def filter_system(name: str) -> str:
 
 def filters_in_system(system: str) -> list[str]:
     """Canonical filter names of one photometric system, blue to red."""
-    return [info.name for info in FILTERS.values() if info.system == system]
+    members = [info for info in FILTERS.values() if info.system == system]
+    members.sort(key=lambda info: info.wavelength_nm or 0.0)
+    return [info.name for info in members]

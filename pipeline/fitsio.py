@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import os
 import tempfile
 import warnings
@@ -147,16 +148,18 @@ def _check_signature(path: Path) -> str | None:
     return compression
 
 
-def _stream_is_truncated(path: Path, compression: str) -> bool:
-    """True if a gzip/bzip2 stream ends before its end-of-stream marker."""
+def _decompress(path: Path, compression: str) -> bytes:
+    """The whole decompressed stream (one pass; astropy would seek back and forth in it)."""
     opener = gzip.open if compression == "gzip" else bz2.open
     try:
         with opener(path, "rb") as stream:
-            while stream.read(1 << 22):
-                pass
-    except (EOFError, OSError, zlib.error):
-        return True
-    return False
+            return stream.read()
+    except EOFError as exc:
+        raise FitsInputError(_truncated_message(path)) from exc
+    except (OSError, zlib.error) as exc:
+        raise FitsInputError(
+            f"{path.name}: the {compression} stream is corrupt ({exc}); upload the file again"
+        ) from exc
 
 
 def _truncated_message(path: Path, detail: str = "") -> str:
@@ -167,20 +170,23 @@ def _truncated_message(path: Path, detail: str = "") -> str:
     )
 
 
-def _open(path: Path) -> tuple[fits.HDUList, str | None]:
-    """Open ``path`` lazily (headers only), turning astropy failures into clear errors."""
+def _open(path: Path) -> tuple[fits.HDUList, int]:
+    """Open ``path`` (headers only); return the HDU list and the FITS byte count."""
     compression = _check_signature(path)
+    source: Path | io.BytesIO = path
+    size = path.stat().st_size
+    if compression:
+        raw = _decompress(path, compression)
+        source, size = io.BytesIO(raw), len(raw)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+            hdul = fits.open(source, memmap=False, lazy_load_hdus=False)
     except _READ_ERRORS as exc:
-        if compression and _stream_is_truncated(path, compression):
-            raise FitsInputError(_truncated_message(path)) from exc
-        if path.stat().st_size < 2880 and not compression:
+        if size < 2880:
             raise FitsInputError(_truncated_message(path, "the header is incomplete")) from exc
         raise FitsInputError(f"{path.name}: corrupt FITS file ({exc})") from exc
-    return hdul, compression
+    return hdul, size
 
 
 def _header_shape(hdu: Any) -> tuple[int, ...] | None:
@@ -278,12 +284,9 @@ def _expected_data_bytes(header: fits.Header) -> int:
     return (bits // 8) * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
 
 
-def _check_complete(hdul: fits.HDUList, index: int, path: Path, compression: str | None) -> None:
-    """Compare the file size with what the header announces (cheap: no pixel read)."""
-    if compression:
-        return  # the stream length is unknown without decompressing; reading will tell
+def _check_complete(hdul: fits.HDUList, index: int, path: Path, actual: int) -> None:
+    """Compare the byte count with what the header announces (cheap: no pixel read)."""
     info = hdul.fileinfo(index)
-    actual = path.stat().st_size
     hdu = hdul[index]
     if isinstance(hdu, fits.CompImageHDU):
         # The table size is only known padded: anything short of the last block is missing.
@@ -296,14 +299,12 @@ def _check_complete(hdul: fits.HDUList, index: int, path: Path, compression: str
         )
 
 
-def _read_pixels(hdu: Any, path: Path, compression: str | None) -> np.ndarray:
+def _read_pixels(hdu: Any, path: Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = hdu.data
     except _READ_ERRORS as exc:
-        if compression and _stream_is_truncated(path, compression):
-            raise FitsInputError(_truncated_message(path)) from exc
         raise FitsInputError(
             f"{path.name}: the pixel data cannot be read ({exc}); the file is probably "
             "truncated or corrupt, transfer it again"
@@ -402,14 +403,14 @@ def load_image(path: str | os.PathLike, hdu: int | str | None = None) -> tuple[n
         Not a FITS file, truncated, no 2-D image, image too small, bad ``hdu``.
     """
     path = Path(path)
-    hdul, compression = _open(path)
+    hdul, size = _open(path)
     with hdul:
         index = _select_hdu(hdul, hdu, path.name)
-        _check_complete(hdul, index, path, compression)
+        _check_complete(hdul, index, path, size)
         # Clean the header first: reading scaled pixels makes astropy rewrite BITPIX.
         primary = hdul[0].header if index > 0 else None
         header = clean_header(hdul[index].header, primary)
-        data = _read_pixels(hdul[index], path, compression)
+        data = _read_pixels(hdul[index], path)
     return data, header
 
 

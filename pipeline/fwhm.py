@@ -46,7 +46,7 @@ class FwhmConfig(StepConfig):
         20.0, gt=0, description="Minimum S/N of the stars used to measure the FWHM."
     )
     fwhm_max_stars: int = Field(
-        300, ge=5, le=5000, description="At most this many stars get a full profile fit."
+        150, ge=5, le=5000, description="At most this many stars get a full profile fit."
     )
     fwhm_map_order: int = Field(
         2, ge=0, le=4, description="Polynomial order of the FWHM map over the field."
@@ -253,14 +253,62 @@ def core_fwhm(
     return out
 
 
-def _moffat_model(params, xs, ys, sub):
-    amplitude, xc, yc, l11, c12, l22, log_beta, offset = params
-    dx = xs - xc
-    dy = ys - yc
-    q = math.exp(l11) * dx * dx + 2.0 * c12 * dx * dy + math.exp(l22) * dy * dy
-    beta = min(BETA_MIN + math.exp(log_beta), BETA_MAX)
-    values = amplitude * np.power(1.0 + np.maximum(q, 0.0), -beta)
-    return values.reshape(-1, sub * sub).mean(axis=1) + offset
+def _beta(s: float) -> float:
+    """Moffat index from the unbounded fit parameter (logistic between the limits)."""
+    return BETA_MIN + (BETA_MAX - BETA_MIN) / (1.0 + math.exp(-s))
+
+
+class _MoffatModel:
+    """Pixel-integrated elliptical Moffat model with its analytic Jacobian.
+
+    Parameters: amplitude, xc, yc, log c11, c12, log c22, s (→ β), offset, with
+    ``q = c11 dx² + 2 c12 dx dy + c22 dy²`` and ``I = A (1 + q)^-β``.
+    """
+
+    def __init__(self, xs: np.ndarray, ys: np.ndarray, values: np.ndarray, sub: int):
+        self.xs, self.ys, self.values, self.sub = xs, ys, values, sub
+        self._cache_key: tuple | None = None
+
+    def _terms(self, params):
+        key = tuple(params)
+        if key != self._cache_key:
+            amplitude, xc, yc, l11, c12, l22, s, _ = params
+            dx = self.xs - xc
+            dy = self.ys - yc
+            c11, c22 = math.exp(l11), math.exp(l22)
+            base = 1.0 + np.maximum(c11 * dx * dx + 2.0 * c12 * dx * dy + c22 * dy * dy, 0.0)
+            beta = _beta(s)
+            power = np.power(base, -beta)
+            self._cache_key = key
+            self._cache = (dx, dy, c11, c22, base, beta, power)
+        return self._cache
+
+    def _pixel_mean(self, values: np.ndarray) -> np.ndarray:
+        return values.reshape(-1, self.sub * self.sub).mean(axis=1)
+
+    def residual(self, params) -> np.ndarray:
+        power = self._terms(params)[-1]
+        return params[0] * self._pixel_mean(power) + params[7] - self.values
+
+    def jacobian(self, params) -> np.ndarray:
+        amplitude, _, _, _, c12, _, _, _ = params
+        dx, dy, c11, c22, base, beta, power = self._terms(params)
+        slope = -beta * amplitude * power / base  # d I / d q
+        dbeta = (beta - BETA_MIN) * (BETA_MAX - beta) / (BETA_MAX - BETA_MIN)
+        columns = [
+            power,
+            slope * -(2.0 * c11 * dx + 2.0 * c12 * dy),
+            slope * -(2.0 * c12 * dx + 2.0 * c22 * dy),
+            slope * c11 * dx * dx,
+            slope * 2.0 * dx * dy,
+            slope * c22 * dy * dy,
+            -amplitude * power * np.log(base) * dbeta,
+        ]
+        jac = np.empty((len(self.values), 8))
+        for i, column in enumerate(columns):
+            jac[:, i] = self._pixel_mean(column)
+        jac[:, 7] = 1.0
+        return jac
 
 
 def fit_moffat_fwhm(stamp: np.ndarray, dx: float, dy: float, fwhm_guess: float) -> tuple:
@@ -302,21 +350,18 @@ def fit_moffat_fwhm(stamp: np.ndarray, dx: float, dy: float, fwhm_guess: float) 
         math.log(1 / alpha0**2),
         0.0,
         math.log(1 / alpha0**2),
-        math.log(beta0 - BETA_MIN),
+        -math.log((BETA_MAX - BETA_MIN) / (beta0 - BETA_MIN) - 1.0),
         0.0,
     ]
+    model = _MoffatModel(xs, ys, values, SUBPIXELS)
     try:
         fit = least_squares(
-            lambda p: _moffat_model(p, xs, ys, SUBPIXELS) - values,
-            start,
-            method="lm",
-            x_scale="jac",
-            max_nfev=400,
+            model.residual, start, jac=model.jacobian, method="lm", x_scale="jac", max_nfev=200
         )
     except (ValueError, np.linalg.LinAlgError):
         return math.nan, math.nan, math.nan
-    amplitude, xc, yc, l11, c12, l22, log_beta, _ = fit.x
-    beta = min(BETA_MIN + math.exp(log_beta), BETA_MAX)
+    amplitude, xc, yc, l11, c12, l22, s, _ = fit.x
+    beta = _beta(s)
     eigen = np.linalg.eigvalsh(np.array([[math.exp(l11), c12], [c12, math.exp(l22)]]))
     if not fit.success or amplitude <= 0 or eigen[0] <= 0 or max(abs(xc), abs(yc)) > half / 2:
         return math.nan, math.nan, math.nan

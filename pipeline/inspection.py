@@ -31,6 +31,7 @@ SATURATED_FRACTION_WARN = 0.01
 PILEUP_MIN_PIXELS = 10
 PILEUP_DENSITY_RATIO = 3.0
 MIN_VALID_PIXELS = 256
+BACKGROUND_MESH = 256  # px; the sky statistics only need a coarse map
 _ADC_LIMITS = {"uint16": 65535.0, "int16": 32767.0, "uint8": 255.0}
 
 
@@ -237,7 +238,7 @@ def inspect_image(
     saturation: float | None = None,
     filter_name: str | None = None,
     time: str | None = None,
-    background_mesh: int = 256,
+    background_mesh: int = BACKGROUND_MESH,
     log: logging.Logger | None = None,
 ) -> Inspection:
     """Read the header, check it against the pixels, and report what was found.

@@ -72,7 +72,7 @@ def section_mask(
     return outside
 
 
-def saturation_mask(data: np.ndarray, saturation: float | None, grow: int = 1) -> np.ndarray:
+def saturation_mask(data: np.ndarray, saturation: float | None, grow: int) -> np.ndarray:
     """Pixels at or above ``saturation``, grown by ``grow`` pixels (bleed edges)."""
     if saturation is None:
         return np.zeros(data.shape, dtype=bool)
@@ -256,11 +256,12 @@ def cosmic_ray_mask(
     level: np.ndarray,
     rms: np.ndarray,
     gain: float,
-    sigclip: float = 4.5,
-    sigfrac: float = 0.3,
-    objlim: float = 5.0,
-    niter: int = 2,
-    workers: int = 2,
+    *,
+    sigclip: float,
+    sigfrac: float,
+    objlim: float,
+    niter: int,
+    workers: int,
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Find cosmic-ray hits with astroscrappy (L.A.Cosmic).

@@ -132,7 +132,8 @@ def _fix_distortions(out: fits.Header, fixes: list[str]) -> None:
     pv_keys = [k for k in out if re.fullmatch(r"PV[12]_\d+", k)]
     has_sip = "A_ORDER" in out and "B_ORDER" in out
     if ctype1.endswith("TAN") and ctype2.endswith("TAN") and pv_keys:
-        if any(k.startswith("PV2_") for k in pv_keys) and not has_sip:
+        # SCAMP always writes the linear terms PV1_1 and PV2_1 (close to 1)
+        if to_float(out.get("PV1_1")) and to_float(out.get("PV2_1")) and not has_sip:
             out["CTYPE1"], out["CTYPE2"] = "RA---TPV", "DEC--TPV"
             fixes.append("TAN with SCAMP PV distortion terms relabelled TPV")
         else:

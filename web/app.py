@@ -22,6 +22,7 @@ from jobs.settings import Settings, get_settings
 from web.api.routes import ApiController
 from web.events import task_events
 from web.files.routes import ArchiveController, TaskFilesController
+from web.tasks.mask import MaskController
 from web.tasks.routes import TaskController, home
 from web.templating import register_filters
 
@@ -30,9 +31,12 @@ logger = logging.getLogger("skysift.web")
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or (
-        "application/json" in request.headers.get("accept", "")
-        and "text/html" not in request.headers.get("accept", "")
+    """API calls and script requests (JSON sent or asked for) get problem details."""
+    accept = request.headers.get("accept", "")
+    return (
+        request.url.path.startswith("/api/")
+        or request.headers.get("content-type", "").startswith("application/json")
+        or ("application/json" in accept and "text/html" not in accept)
     )
 
 
@@ -89,6 +93,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             home,
             TaskController,
             TaskFilesController,
+            MaskController,
             ArchiveController,
             ApiController,
             task_events,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from pipeline.astrometry.errors import AstrometryError
 from pipeline.flags import ObjectFlag
@@ -216,9 +216,9 @@ def field_centre_and_radius(wcs: WCS, shape: tuple[int, int]) -> tuple[float, fl
     return float(ra[0]), float(dec[0]), float(radius)
 
 
-def angular_distance(ra1: float, dec1: float, ra2: NDArray, dec2: NDArray) -> NDArray:
+def angular_distance(ra1: ArrayLike, dec1: ArrayLike, ra2: ArrayLike, dec2: ArrayLike) -> NDArray:
     """Great-circle distance in degrees (haversine, accurate at small separations)."""
-    r1, d1 = np.deg2rad(ra1), np.deg2rad(dec1)
+    r1, d1 = np.deg2rad(np.asarray(ra1, float)), np.deg2rad(np.asarray(dec1, float))
     r2, d2 = np.deg2rad(np.asarray(ra2, float)), np.deg2rad(np.asarray(dec2, float))
     s = np.sin((d2 - d1) / 2) ** 2 + np.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
     return np.rad2deg(2 * np.arcsin(np.sqrt(np.clip(s, 0, 1))))

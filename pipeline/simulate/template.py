@@ -44,6 +44,8 @@ class SimulatedImage:
     shift_px: tuple[float, float]  # template centre relative to the science centre, sci pixels
     rotation_deg: float  # relative to the science image
     stars: Table  # x, y, flux of every catalogue star in the template frame (catalogue order)
+    model: NDArray | None = None  # noiseless expected image (sky + sources), float32
+    background: NDArray | None = None  # noiseless sky alone, float32
 
     def __repr__(self) -> str:
         ny, nx = self.image.shape
@@ -130,7 +132,8 @@ def simulate_template(
             np.asarray(galaxies["theta"]),
         )
         render_galaxies(sources, gx, gy, gflux, shapes, psf)
-    model = sky.image() + sources
+    background = sky.image()
+    model = background + sources
     image = add_noise(model, cfg.template_gain, cfg.template_read_noise, rng)
     np.minimum(image, cfg.saturation, out=image)
     hint = pointing_hint(*wcs.wcs.crval, 5.0, rng)
@@ -162,4 +165,6 @@ def simulate_template(
         shift_px=(float(cfg.template_shift_px[0]), float(cfg.template_shift_px[1])),
         rotation_deg=float(cfg.template_rotation_deg),
         stars=Table({"x": sx, "y": sy, "flux": sflux}),
+        model=model.astype(np.float32),
+        background=background.astype(np.float32),
     )

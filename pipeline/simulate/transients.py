@@ -65,7 +65,7 @@ def place_transients(
     ----------
     n_transients : int
         How many; ``n // 2`` go on galaxies brighter than ``limit - 1`` (if there are
-        enough), the rest in empty sky.
+        enough), the rest in empty sky. None lies within 2 FWHM of a catalogue star.
     shape : (ny, nx)
     limit : float
         S/N = 5 limiting magnitude of the image.
@@ -83,28 +83,36 @@ def place_transients(
     """
     ny, nx = shape
     gx, gy = galaxies["x"], galaxies["y"]
+    # no transient may sit on a catalogue star, however faint (it would be a "known" object)
+    star_tree = cKDTree(np.c_[stars["x"], stars["y"]]) if len(stars["x"]) else None
+    clear = 2.0 * fwhm
+
+    def off_stars(x: float, y: float) -> bool:
+        return star_tree is None or not star_tree.query_ball_point((x, y), clear)
+
     inside = (gx > EDGE_PX) & (gx < nx - 1 - EDGE_PX) & (gy > EDGE_PX) & (gy < ny - 1 - EDGE_PX)
     hosts = rng.permutation(np.flatnonzero((galaxies["mag"] < limit - 1.0) & inside))
     rows = []
-    for h in hosts[: n_transients // 2]:
-        # an offset inside the host's disc, in its own frame, then turned onto the image
-        radius = rng.uniform(0.3, 1.2) * galaxies["r_eff"][h]
-        phi = rng.uniform(0, 2 * np.pi)
-        ox = radius * np.cos(phi)
-        oy = radius * np.sin(phi) * (1 - galaxies["ellipticity"][h])
-        t = galaxies["theta"][h]
-        rows.append(
-            (
-                gx[h] + ox * np.cos(t) - oy * np.sin(t),
-                gy[h] + ox * np.sin(t) + oy * np.cos(t),
-                True,
-                int(h),
-            )
-        )
-    # keep clear of visible stars (more for bright ones, whose wings spread) and galaxies
+    for h in hosts:
+        if len(rows) == n_transients // 2:
+            break
+        for _ in range(20):
+            # an offset inside the host's disc, in its own frame, then turned onto the image
+            radius = rng.uniform(0.3, 1.2) * galaxies["r_eff"][h]
+            phi = rng.uniform(0, 2 * np.pi)
+            ox = radius * np.cos(phi)
+            oy = radius * np.sin(phi) * (1 - galaxies["ellipticity"][h])
+            t = galaxies["theta"][h]
+            x = gx[h] + ox * np.cos(t) - oy * np.sin(t)
+            y = gy[h] + ox * np.sin(t) + oy * np.cos(t)
+            if off_stars(x, y):
+                rows.append((x, y, True, int(h)))
+                break
+    # keep clear of visible stars (more for bright ones, whose wings spread), of every
+    # catalogue star by 2 FWHM, and of galaxies
     visible = stars["mag"] < limit + 0.5
-    avoid_xy = np.concatenate([np.c_[stars["x"][visible], stars["y"][visible]], np.c_[gx, gy]])
-    star_r = 6 * fwhm + 6 * np.clip(limit - stars["mag"][visible], 0, None)
+    star_r = np.where(visible, 6 * fwhm + 6 * np.clip(limit - stars["mag"], 0, None), clear)
+    avoid_xy = np.concatenate([np.c_[stars["x"], stars["y"]], np.c_[gx, gy]])
     avoid_r = np.concatenate([star_r, 8 * galaxies["r_eff"] + 4 * fwhm])
     for x, y in isolated_positions(n_transients - len(rows), nx, ny, avoid_xy, avoid_r, rng):
         rows.append((x, y, False, -1))

@@ -33,7 +33,6 @@ from pipeline.steps.base import (
 )
 
 MAX_MASKED_FRACTION = 0.95
-BACKGROUND_MESH = 256  # px; the sky statistics only need a coarse map
 
 FilterName = Literal[FILTER_NAMES]  # type: ignore[valid-type]
 
@@ -258,7 +257,6 @@ def run(ctx: StepContext, config: InspectConfig) -> StepResult:
             saturation=config.saturation,
             filter_name=config.filter,
             time=config.time,
-            background_mesh=BACKGROUND_MESH,
             log=ctx.log,
         )
     except InspectionError as exc:

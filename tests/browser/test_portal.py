@@ -41,3 +41,39 @@ def test_upload_inspect_and_view(live_server, browser, real_data, output_dir):
     assert value is not None and float(value) > 0
     page.screenshot(path=str(output_dir / "js9-viewer.png"))
     assert not errors, errors
+
+
+def test_custom_mask_drawn_in_js9_is_used_by_inspection(live_server, browser, real_data, output_dir):
+    import httpx
+
+    with httpx.Client(base_url=live_server) as client:
+        client.get("/tasks/")
+        client.headers["x-csrftoken"] = client.cookies["csrftoken"]
+        content = (real_data / "saao1m_raw_a8280271.fits").read_bytes()
+        task_id = client.post(
+            "/tasks/upload", content=content,
+            headers={"x-filename": "saao.fits", "accept": "application/json"},
+        ).json()["id"]
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    page.goto(f"{live_server}/tasks/{task_id}/view/image.fits")
+    page.wait_for_selector("#viewer-status[data-loaded='1']", timeout=60_000)
+    page.evaluate(
+        "JS9.AddRegions({shape: 'box', x: 101.5, y: 201.5, width: 40, height: 20, angle: 0})"
+    )
+    page.click("#mask-save")
+    page.wait_for_selector("#mask-status[data-saved='1']", timeout=10_000)
+    assert "1 region" in page.inner_text("#mask-status")
+    page.screenshot(path=str(output_dir / "mask-editor-phone.png"), full_page=True)
+
+    with httpx.Client(base_url=live_server) as client:
+        saved = client.get(f"/tasks/{task_id}/mask/").json()
+        assert saved["regions"] == [
+            {"shape": "box", "x": 100.5, "y": 200.5, "width": 40, "height": 20, "angle": 0}
+        ]
+    page.goto(f"{live_server}/tasks/{task_id}")
+    page.click("#step-inspect button.run")
+    page.wait_for_selector("#step-inspect[data-state='done']", timeout=120_000)
+    with httpx.Client(base_url=live_server) as client:
+        summary = client.get(f"/api/tasks/{task_id}").json()["steps"]["inspect"]["summary"]
+    # A 40×20 box with its edges between pixels covers exactly 800 pixel centres.
+    assert summary["mask_counts"]["custom"] == 800, summary["mask_counts"]

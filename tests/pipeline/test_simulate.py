@@ -408,7 +408,8 @@ def test_transients_are_new_and_visible(moffat_sky):
     tmpl = sim.template
     for row in tr[~tr["on_galaxy"]]:
         ap = CircularAperture((row["x"], row["y"]), r=3 * truth.fwhm_median)
-        science = aperture_photometry(sim.image - sim.background, ap)["aperture_sum"][0]
+        # noiseless model: a cosmic ray or hot column may cross the aperture in the image
+        science = aperture_photometry(sim.model - sim.background, ap)["aperture_sum"][0]
         assert science == pytest.approx(row["flux"], rel=0.2)
         tx, ty = tmpl.wcs.all_world2pix(row["ra"], row["dec"], 0)
         tap = CircularAperture((float(tx), float(ty)), r=3 * truth.fwhm_median)
@@ -418,13 +419,6 @@ def test_transients_are_new_and_visible(moffat_sky):
         # faint catalogue stars near the position may add a little
         would_be = row["flux"] * 10 ** (0.4 * (tmpl.zp - row["zp"]))
         assert abs(empty) < 0.25 * would_be
-
-
-def test_galaxies_deposit_their_flux(moffat_sky):
-    gal = moffat_sky.truth.galaxies
-    assert len(gal) >= 8
-    assert np.allclose(gal["flux_in_image"], gal["flux"], rtol=1e-6)
-    assert set(np.unique(gal["sersic_n"] > 2)) <= {True, False}
 
 
 def test_template_is_another_view_of_the_same_sky(sparse_sky):
@@ -438,14 +432,46 @@ def test_template_is_another_view_of_the_same_sky(sparse_sky):
     assert np.allclose(tx, tmpl.stars["x"]) and np.allclose(ty, tmpl.stars["y"])
     shift = np.median(np.c_[stars["x"] - tx, stars["y"] - ty], axis=0)
     assert shift == pytest.approx(tmpl.shift_px, abs=1.5)
-    # a bright unsaturated star has the template flux there (sky subtracted locally)
-    i = _isolated_star(sim, min_flux=2000, edge=70)
-    x, y = tmpl.stars["x"][i], tmpl.stars["y"][i]
-    ap = CircularAperture((x, y), r=6 * tmpl.fwhm)
-    local = np.median(tmpl.image[int(y) - 40 : int(y) + 40, int(x) - 40 : int(x) + 40])
-    assert np.isfinite(local)
-    measured = aperture_photometry(tmpl.image - local, ap)["aperture_sum"][0]
-    assert measured == pytest.approx(tmpl.stars["flux"][i], rel=0.05)
+    # stars carry the template's fluxes: 6-FWHM aperture sums on the noiseless template of
+    # the brightest unsaturated stars are never short of the truth by > 1 %, and the least
+    # contaminated one (neighbours only add light) matches it within 1 %
+    ny, nx = tmpl.image.shape
+    inner = (tmpl.stars["x"] > 40) & (tmpl.stars["x"] < nx - 40)
+    inner &= (tmpl.stars["y"] > 40) & (tmpl.stars["y"] < ny - 40)
+    peak = tmpl.stars["flux"] / (tmpl.fwhm**2)
+    pick = np.flatnonzero(inner & (peak < 0.2 * tmpl.saturation))
+    pick = pick[np.argsort(-tmpl.stars["flux"][pick])][:8]
+    xy = np.c_[tmpl.stars["x"][pick], tmpl.stars["y"][pick]]
+    apertures = CircularAperture(xy, r=6 * tmpl.fwhm)
+    sums = aperture_photometry(tmpl.model - tmpl.background, apertures)["aperture_sum"]
+    ratio = np.asarray(sums / tmpl.stars["flux"][pick])
+    assert ratio.min() == pytest.approx(1.0, abs=0.01)
+    # and its noise follows the template's own gain and read noise (5 %)
+    blank = (tmpl.model - tmpl.background) < 0.5
+    resid = (tmpl.image.astype(float) - tmpl.model)[blank]
+    expected = tmpl.model[blank] / tmpl.gain + (tmpl.read_noise / tmpl.gain) ** 2
+    assert np.mean(resid**2 / expected) == pytest.approx(1.0, abs=0.05)
+    assert tmpl.header["RDNOISE"] == tmpl.read_noise
+
+
+def test_galaxies_deposit_their_flux(moffat_sky):
+    """Galaxy light lies where the truth says; only galaxies cut by the edge lose some."""
+    sim = moffat_sky
+    gal = sim.truth.galaxies
+    assert len(gal) >= 8 and np.any(gal["sersic_n"] > 2) and np.any(gal["sersic_n"] < 2)
+    assert np.all(gal["flux_in_image"] <= gal["flux"] * (1 + 1e-9))
+    ny, nx = sim.image.shape
+    reach = 8 * 1.5 * gal["r_eff"] + 15
+    whole = (gal["x"] > reach) & (gal["x"] < nx - reach) & (gal["y"] > reach)
+    whole &= gal["y"] < ny - reach
+    assert whole.sum() >= 3
+    assert np.allclose(gal["flux_in_image"][whole], gal["flux"][whole], rtol=1e-6)
+    # the brightest galaxy's light is extended: its noiseless core is fainter than a
+    # star of the same flux would be
+    g = gal[np.argmax(gal["flux"])]
+    ix, iy = round(g["x"]), round(g["y"])
+    core = (sim.model - sim.background)[iy - 1 : iy + 2, ix - 1 : ix + 2].sum()
+    assert core < 0.5 * g["flux"]
 
 
 # --- configuration, files, size -------------------------------------------------------

@@ -183,3 +183,34 @@ def test_task_list_filters_and_paginates(client, settings):
         "/tasks/?q=frame0&page=1", headers={"hx-request": "true", "hx-target": "task-list"}
     )
     assert partial.text.lstrip().startswith('<div id="task-list">')
+
+
+def test_demo_creates_a_simulated_task_with_its_catalogue(client, settings):
+    response = client.post("/tasks/demo", data={}, follow_redirects=False)
+    assert response.status_code in (302, 303), response.text
+    task_id = int(response.headers["location"].rsplit("/", 1)[1])
+    folder = settings.tasks_dir / str(task_id)
+    for name in ("image.fits", "demo_catalog.fits", "demo_template.fits", "demo_truth.json"):
+        assert (folder / name).is_file(), name
+    header = fits.getheader(folder / "image.fits")
+    assert header["NAXIS1"] == 1024 and "GAIN" in header
+
+
+def test_custom_mask_regions_are_validated_and_stored(client, settings):
+    task_id = upload(client, fits_bytes((100, 120))).json()["id"]
+    url = f"/tasks/{task_id}/mask/"
+    bad = client.post(url, json={"regions": [{"shape": "star", "x": 1}]})
+    assert bad.status_code == 400 and "unknown shape" in bad.json()["detail"]
+    everything = client.post(
+        url, json={"regions": [{"shape": "circle", "x": 5, "y": 5, "radius": 2}], "invert": True}
+    )
+    assert everything.status_code == 400 and "95" in everything.json()["detail"]
+    ok = client.post(
+        url, json={"regions": [{"shape": "box", "x": 10.5, "y": 20.5, "width": 10, "height": 4}]}
+    )
+    assert ok.status_code == 200 and ok.json()["masked_fraction"] == pytest.approx(40 / 12000)
+    mask = fits.getdata(settings.tasks_dir / str(task_id) / "custom_mask.fits")
+    assert mask.sum() == 40
+    assert client.get(url).json()["regions"][0]["shape"] == "box"
+    assert client.post(url, json={"regions": []}).json()["regions"] == 0
+    assert not (settings.tasks_dir / str(task_id) / "custom_mask.fits").exists()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -20,11 +25,18 @@ from jobs.models import StepRun, Task
 from jobs.settings import get_settings
 from jobs.storage import remove_task_dir
 from jobs.tasks import FitsInputError, create_task, staging_file
+from pipeline.simulate import SkyConfig, simulate_sky, write_simulation
 from pipeline.steps import get_step
 from web.access import get_task, visible_tasks_query
 from web.forms import parse_form
 from web.tasks.views import all_sections, step_section
 
+DEMO_SIZE = 1024
+DEMO_CATALOG, DEMO_TEMPLATE, DEMO_TRUTH = (
+    "demo_catalog.fits",
+    "demo_template.fits",
+    "demo_truth.json",
+)
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
@@ -141,24 +153,26 @@ class TaskController(Controller):
     @post("/demo", name="tasks.demo")
     async def demo(self, request: Request) -> Redirect:
         """Create a task from a simulated sky, so the pipeline can be tried offline."""
-        from pipeline.simulate import SkyConfig, simulate_sky, write_simulation
-
-        sky = simulate_sky(SkyConfig(size=1024), seed=int(__import__("time").time()) % 10000)
-        staging = staging_file().parent / f"demo-{id(sky)}"
-        paths = write_simulation(sky, staging)
+        seed = secrets.randbelow(100_000)
+        sky = await asyncio.to_thread(simulate_sky, SkyConfig(size=DEMO_SIZE), seed=seed)
+        staging = Path(tempfile.mkdtemp(dir=staging_file().parent))
         try:
+            paths = write_simulation(sky, staging)
             with session_scope() as session:
                 task = create_task(
                     session,
                     paths["image"],
-                    original_name="simulated_sky.fits",
-                    title="Demo: simulated sky",
+                    original_name=f"simulated_sky_{seed}.fits",
+                    title=f"Demo: simulated sky (seed {seed})",
                     source="demo",
+                    extra_files={
+                        DEMO_CATALOG: paths["catalog"],
+                        DEMO_TEMPLATE: paths["template"],
+                        DEMO_TRUTH: paths["truth_json"],
+                    },
                 )
                 task_id = task.id
         finally:
-            import shutil
-
             shutil.rmtree(staging, ignore_errors=True)
         return Redirect(f"/tasks/{task_id}")
 
