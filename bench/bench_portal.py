@@ -60,13 +60,17 @@ def run_once(client: httpx.Client, base: str, image: Path) -> dict:
     task_id = response.json()["id"]
     latencies = []
     with client.stream("GET", f"{base}/tasks/{task_id}/events", timeout=600) as stream:
-        client.post(f"{base}/tasks/{task_id}/steps/inspect/run", data={})
+        # The API runs the step with its defaults (cosmic-ray masking included).
+        client.post(f"{base}/api/tasks/{task_id}/steps/inspect", json={}).raise_for_status()
         event = None
         for line in stream.iter_lines():
             if line.startswith("event:"):
                 event = line.split(":", 1)[1].strip()
             elif line.startswith("data:"):
-                data = json.loads(line[5:])
+                try:
+                    data = json.loads(line[5:])
+                except ValueError:
+                    raise SystemExit(f"bad event line: {line!r}") from None
                 latencies.append(time.time() - data["t"])
                 if event == "state" and data["state"] in ("done", "failed"):
                     break

@@ -57,8 +57,13 @@ def setup_broker(settings: Settings | None = None) -> dramatiq.Broker:
     return broker
 
 
-def start_embedded_worker(broker: dramatiq.Broker, threads: int) -> dramatiq.Worker:
-    """Run actors in this process on ``threads`` threads (embedded default)."""
+def start_worker(broker: dramatiq.Broker, threads: int) -> dramatiq.Worker:
+    """Run actors in this process on ``threads`` threads.
+
+    Used by the embedded default and by ``skysift worker``. Like Dramatiq's own CLI,
+    it announces the process boot first: TimeLimit starts its timer thread then.
+    """
+    broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=200)
     worker.start()
     return worker

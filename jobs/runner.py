@@ -13,6 +13,8 @@ import time
 import traceback
 from datetime import timedelta
 
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+from dramatiq.threading import Interrupt
 from sqlmodel import Session, col, select
 
 from jobs.channels import get_channel
@@ -258,12 +260,15 @@ def execute(task_id: int, step: str) -> None:
     except StepError as exc:
         error = str(exc)
         step_logger.error("%s", exc)
+    except TimeLimitExceeded:
+        error = f"the step exceeded its time limit of {settings.step_time_limit_s} s"
+        step_logger.error("%s", error)
+    except Interrupt:  # the worker is shutting down: say so, do not leave the run running
+        error = "the worker stopped while running this step; run it again"
+        step_logger.error("%s", error)
     except Exception as exc:  # report any failure on the page rather than lose it
-        if type(exc).__name__ == "TimeLimitExceeded":
-            error = f"the step exceeded its time limit of {settings.step_time_limit_s} s"
-        else:
-            error = f"internal error: {type(exc).__name__}: {exc}"
-            step_logger.error("%s", traceback.format_exc())
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        step_logger.error("%s", traceback.format_exc())
         step_logger.error("%s", error)
     finally:
         watchdog.stop()

@@ -3,8 +3,9 @@
 :func:`inspect_image` gathers everything later steps need to know about an
 image (time, exposure, filter, gain, saturation, data section, pointing, WCS)
 from the header via :mod:`pipeline.header`, checks gain and saturation
-against the pixel statistics, repairs WCS keywords that break astropy, and
-returns an :class:`Inspection` with a warning for every doubtful finding.
+against the pixel statistics, repairs and checks the WCS via
+:mod:`pipeline.wcs_header`, and returns an :class:`Inspection` with a
+warning for every doubtful finding.
 """
 
 from __future__ import annotations

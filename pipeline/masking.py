@@ -79,7 +79,7 @@ def saturation_mask(data: np.ndarray, saturation: float | None, grow: int) -> np
     with np.errstate(invalid="ignore"):
         saturated = data >= saturation
     if grow > 0 and saturated.any():
-        saturated = ndimage.binary_dilation(saturated, iterations=grow)
+        saturated = ndimage.binary_dilation(saturated, np.ones((3, 3), bool), iterations=grow)
     return saturated
 
 
@@ -144,7 +144,9 @@ def _rasterise(region: dict[str, Any], shape: tuple[int, int], index: int) -> tu
         # rotate pixel offsets into the box frame (angle counter-clockwise from +x)
         u = (xs - x) * math.cos(angle) + (ys - y) * math.sin(angle)
         v = -(xs - x) * math.sin(angle) + (ys - y) * math.cos(angle)
-        return rows, cols, (np.abs(u) <= width / 2) & (np.abs(v) <= height / 2)
+        # half-open edges: an aligned box of integer size covers exactly width × height pixels
+        inside = (-width / 2 <= u) & (u < width / 2) & (-height / 2 <= v) & (v < height / 2)
+        return rows, cols, inside
     if kind == "polygon":
         try:
             points = np.asarray(region["points"], dtype=float)
@@ -172,7 +174,9 @@ def mask_from_regions(
     """Rasterise user-drawn regions into a boolean mask.
 
     Coordinates are 0-based pixels (the centre of the first pixel is 0, 0);
-    a pixel is inside when its centre is.
+    a pixel is inside when its centre is. Box edges are half-open (left and
+    bottom inclusive), so an aligned box of integer size covers exactly
+    ``width × height`` pixels; circle and polygon edges are inclusive.
 
     Parameters
     ----------

@@ -114,6 +114,7 @@ def _options(
         "WEIGHT_TYPE": "MAP_WEIGHT",
         "WEIGHT_IMAGE": str(folder / "weight.fits"),
         "WEIGHT_THRESH": "0",
+        "INTERP_TYPE": "NONE",  # do not fill zero-weight pixels from their neighbours
         "PHOT_AUTOPARAMS": "2.5,3.5",
         "PHOT_FLUXFRAC": "0.5",
         "SATUR_LEVEL": f"{saturation:.8g}" if saturation and np.isfinite(saturation) else "1e20",

@@ -68,12 +68,12 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
         upgrade_database()
         # SSE readers wait in threads; the default pool (cores + 4) would cap viewers.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=256))
-        from jobs.broker import setup_broker, start_embedded_worker
+        from jobs.broker import setup_broker, start_worker
         from jobs.runner import recover_runs
 
         broker = setup_broker(settings)
         if settings.embedded and start_worker:
-            state["worker"] = start_embedded_worker(broker, settings.worker_threads)
+            state["worker"] = start_worker(broker, settings.worker_threads)
         counts = recover_runs(requeue=settings.embedded)
         if any(counts.values()):
             logger.warning("recovered runs at start-up: %s", counts)

@@ -34,9 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import dramatiq
-
-    from jobs.broker import setup_broker
+    from jobs.broker import setup_broker, start_worker
     from jobs.db import upgrade_database
     from jobs.runner import recover_runs
 
@@ -52,8 +50,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     upgrade_database()
     broker = setup_broker(settings)
     recover_runs(requeue=False)
-    worker = dramatiq.Worker(broker, worker_threads=args.threads or settings.worker_threads)
-    worker.start()
+    worker = start_worker(broker, args.threads or settings.worker_threads)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -29,7 +29,7 @@ async def task_events(request: Request, task_id: int, after: str | None = None) 
         while True:
             events = await asyncio.to_thread(channel.read, task_id, last, WAIT_SECONDS)
             if not events:
-                yield ServerSentEventMessage(comment="keep-alive")
+                yield ServerSentEventMessage(data=None, comment="keep-alive")
                 continue
             for event in events:
                 last = event.id

@@ -115,10 +115,17 @@ def _transformed(ref_xy: NDArray, center: NDArray, angle: float, scale: float) -
     return center + scale * np.c_[c * rel[:, 0] - s * rel[:, 1], s * rel[:, 0] + c * rel[:, 1]]
 
 
-def _vote(det_xy: NDArray, moved: NDArray, max_shift: float, cell: float):
+def _candidate_pairs(det_xy: NDArray, ref_xy: NDArray, reach: float) -> tuple[NDArray, NDArray]:
+    """All detection/reference pairs closer than ``reach`` pixels (indices)."""
+    pairs = cKDTree(det_xy).sparse_distance_matrix(
+        cKDTree(ref_xy), reach, output_type="ndarray"
+    )
+    return pairs["i"].astype(int), pairs["j"].astype(int)
+
+
+def _vote(diff: NDArray, max_shift: float, cell: float) -> tuple[float, tuple, float]:
     """Best 2×2-cell block of the offset histogram: (count, shift, chance count)."""
-    diff = det_xy[:, None, :] - moved[None, :, :]
-    dx, dy = diff[..., 0].ravel(), diff[..., 1].ravel()
+    dx, dy = diff[:, 0], diff[:, 1]
     inside = (np.abs(dx) < max_shift) & (np.abs(dy) < max_shift)
     dx, dy = dx[inside], dy[inside]
     n_side = max(int(np.ceil(2 * max_shift / cell)), 2)
@@ -135,12 +142,14 @@ def _vote(det_xy: NDArray, moved: NDArray, max_shift: float, cell: float):
     return peak, shift, background
 
 
-def _search(det_xy, ref_xy, center, max_shift, cell, rotations, scales):
+def _search(det_xy, ref_xy, pairs, center, max_shift, cell, rotations, scales):
+    """Try every rotation/scale on the candidate ``pairs``; the best by peak significance."""
+    det_pts, ref_pts = det_xy[pairs[0]], ref_xy[pairs[1]]
     best = None
     for angle in rotations:
         for scale in scales:
-            moved = _transformed(ref_xy, center, angle, scale)
-            peak, shift, background = _vote(det_xy, moved, max_shift, cell)
+            diff = det_pts - _transformed(ref_pts, center, angle, scale)
+            peak, shift, background = _vote(diff, max_shift, cell)
             score = (peak - background) / np.sqrt(background + 1.0)
             if best is None or score > best[0]:
                 best = (score, angle, scale, shift, peak, background)
@@ -148,7 +157,7 @@ def _search(det_xy, ref_xy, center, max_shift, cell, rotations, scales):
 
 
 def _limit_sizes(det_xy: NDArray, ref_xy: NDArray) -> tuple[NDArray, NDArray]:
-    """Cut the lists (brightest first) so one trial stays within the memory guard."""
+    """Cut the lists (brightest first) so the candidate pairs stay within the memory guard."""
     n, m = len(det_xy), len(ref_xy)
     while n * m > MAX_PAIRS_PER_TRIAL:
         n, m = max(int(n * 0.8), 10), max(int(m * 0.8), 10)
@@ -199,9 +208,13 @@ def find_alignment(
     rot_limit, scale_limit = np.deg2rad(max_rotation_deg), max_scale_error
     coarse_cell = max(COARSE_CELL_FACTOR * tolerance, max_shift / 64.0)
     coarse_step = coarse_cell / radius
+    # a pair can only vote if it is this close under some trial rotation/scale
+    reach = np.sqrt(2) * (max_shift + coarse_cell) + radius * (rot_limit + scale_limit)
+    pairs = _candidate_pairs(det_xy, ref_xy, reach)
     coarse = _search(
         det_xy,
         ref_xy,
+        pairs,
         center,
         max_shift + coarse_cell,
         coarse_cell,
@@ -218,8 +231,16 @@ def find_alignment(
     # the fine pass only needs a window around the coarse shift
     window = 1.5 * coarse_cell + fine_cell
     shifted_ref = ref_xy + np.asarray(shift0)
+    near = _candidate_pairs(det_xy, shifted_ref, np.sqrt(2) * window + 2 * coarse_cell)
     _, angle, scale, shift, _, _ = _search(
-        det_xy, shifted_ref, center + np.asarray(shift0), window, fine_cell, fine_rot, fine_scale
+        det_xy,
+        shifted_ref,
+        near,
+        center + np.asarray(shift0),
+        window,
+        fine_cell,
+        fine_rot,
+        fine_scale,
     )
     shift = (shift[0] + shift0[0], shift[1] + shift0[1])
     moved = _transformed(ref_xy, center, angle, scale) + np.asarray(shift)

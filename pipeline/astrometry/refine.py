@@ -180,6 +180,38 @@ def refine_wcs(
     )
 
 
+def matches_for_wcs(
+    wcs: WCS,
+    det: Detections,
+    refs: ReferenceStars,
+    shape: tuple[int, int],
+    radius_px: float = 3.0,
+) -> AstrometrySolution:
+    """Evaluate a finished WCS (SCAMP, solve-field): its matched stars, outliers clipped.
+
+    Detections are paired with the nearest catalogue star within ``radius_px``;
+    pairs beyond :data:`CLIP_SIGMA` robust sigma are dropped. Nothing is refitted.
+    """
+    det_i, ref_i, distance = match_nearest(det.xy, _project(wcs, refs), radius_px)
+    for _ in range(3):
+        keep = distance < max(CLIP_SIGMA * robust_sigma(distance), 0.05)
+        if keep.all():
+            break
+        det_i, ref_i, distance = det_i[keep], ref_i[keep], distance[keep]
+    matches = residual_table(
+        wcs, det.x[det_i], det.y[det_i], refs.ra[ref_i], refs.dec[ref_i],
+        object_index=det.index[det_i], catalog_index=refs.index[ref_i], mag=refs.mag[ref_i],
+    )
+    return AstrometrySolution(
+        wcs=wcs,
+        method="evaluated",
+        matches=matches,
+        sip_order=_fitted_order(wcs),
+        n_detections=len(det),
+        n_reference=len(refs),
+    )
+
+
 def _fitted_order(wcs: WCS) -> int:
     return int(wcs.sip.a_order) if wcs.sip is not None else 1
 

@@ -147,10 +147,8 @@ class CatalogDefinition:
 
     def footprint_message(self) -> str:
         """The footprint in words with the catalogues to try instead."""
-        if self.dec_min > -90.0:
-            where = f"Dec > {self.dec_min:+g}°"
-        else:
-            where = f"Dec < {self.dec_max:+g}°"
+        south = self.dec_min > -90.0
+        where = f"Dec > {self.dec_min:+g}°" if south else f"Dec < {self.dec_max:+g}°"
         return f"{self.title} covers only {where}: try {_or_list(self.alternatives)}"
 
 

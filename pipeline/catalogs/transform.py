@@ -256,7 +256,7 @@ def derive_bands(
         bands and ``meta["derived"]`` = {band: relation chain}. Columns it already has
         are left alone.
     """
-    available = _bands_in(table)
+    available = bands_in_table(table)
     steps = plan_derivations(available, bands, prefer)
     if not steps:
         return table
@@ -304,8 +304,8 @@ def _error_or_zero(table: Table, band: str) -> np.ndarray:
     return np.where(np.isfinite(err), err, 0.0)
 
 
-def _bands_in(table: Table) -> set[str]:
-    """Band keys whose magnitude column the table has."""
+def bands_in_table(table: Table) -> set[str]:
+    """Band keys (calibration or native) whose magnitude column the table has."""
     keys = set(CALIBRATION_BANDS)
     for relation in RELATIONS:
         keys.update((relation.lhs, relation.rhs, *relation.colour_bands))

@@ -25,7 +25,8 @@ def sersic_b(n: float) -> float:
 
 def draw_galaxy_shapes(n: int, pixel_scale: float, rng: np.random.Generator) -> dict[str, NDArray]:
     """Random discs (Sersic n ~ 1) and a few spheroids (n = 4) with sky-like sizes."""
-    spheroid = rng.uniform(0, 1, n) < 0.25
+    # a quarter are spheroids (at least one when n >= 2), in random order
+    spheroid = rng.permutation(np.arange(n) < (max(1, round(0.25 * n)) if n >= 2 else 0))
     sersic_n = np.where(spheroid, 4.0, rng.uniform(0.8, 1.5, n))
     r_eff_arcsec = np.where(
         spheroid, rng.lognormal(np.log(1.8), 0.35, n), rng.lognormal(np.log(2.6), 0.35, n)

@@ -43,7 +43,9 @@ def test_upload_inspect_and_view(live_server, browser, real_data, output_dir):
     assert not errors, errors
 
 
-def test_custom_mask_drawn_in_js9_is_used_by_inspection(live_server, browser, real_data, output_dir):
+def test_custom_mask_drawn_in_js9_is_used_by_inspection(
+    live_server, browser, real_data, output_dir
+):
     import httpx
 
     with httpx.Client(base_url=live_server) as client:
@@ -51,7 +53,8 @@ def test_custom_mask_drawn_in_js9_is_used_by_inspection(live_server, browser, re
         client.headers["x-csrftoken"] = client.cookies["csrftoken"]
         content = (real_data / "saao1m_raw_a8280271.fits").read_bytes()
         task_id = client.post(
-            "/tasks/upload", content=content,
+            "/tasks/upload",
+            content=content,
             headers={"x-filename": "saao.fits", "accept": "application/json"},
         ).json()["id"]
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone

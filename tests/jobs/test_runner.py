@@ -55,12 +55,12 @@ def wait_state(run_id: int, states: set[RunState], timeout: float = 60) -> StepR
 
 @pytest.fixture
 def embedded(settings):
-    from jobs.broker import setup_broker, start_embedded_worker
+    from jobs.broker import setup_broker, start_worker
 
     settings.ensure_dirs()
     upgrade_database()
     broker = setup_broker(settings)
-    worker = start_embedded_worker(broker, 2)
+    worker = start_worker(broker, 2)
     yield settings
     worker.stop(timeout=5000)
 
@@ -140,7 +140,7 @@ def test_cancel_before_start_never_runs(settings, tmp_path):
 def test_restart_fails_running_and_requeues_queued(settings, tmp_path):
     settings.ensure_dirs()
     upgrade_database()
-    from jobs.broker import setup_broker, start_embedded_worker
+    from jobs.broker import setup_broker, start_worker
 
     broker = setup_broker(settings)
     first, second = new_task(tmp_path), new_task(tmp_path)
@@ -158,7 +158,7 @@ def test_restart_fails_running_and_requeues_queued(settings, tmp_path):
         session.add(StepRun(task_id=second, step="inspect", state=RunState.QUEUED))
     counts = runner.recover_runs(requeue=True)
     assert counts == {"failed": 1, "requeued": 1}
-    worker = start_embedded_worker(broker, 1)
+    worker = start_worker(broker, 1)
     try:
         with session_scope() as session:
             dead = runner.latest_runs(session, first)["inspect"]
@@ -220,3 +220,20 @@ def test_redis_broker_with_separate_worker_process(settings, tmp_path):
         worker.terminate()
         output = worker.communicate(timeout=30)[0]
     assert "SkySift worker" in output
+
+
+def test_time_limit_fails_the_run_with_a_message(embedded, tmp_path, monkeypatch):
+    import pipeline.steps.inspect as inspect_step
+    from jobs.actors import actor_for
+
+    monkeypatch.setitem(actor_for("inspect").options, "time_limit", 1000)
+
+    def forever(ctx, config):
+        while True:
+            sum(range(1000))
+
+    monkeypatch.setattr(inspect_step, "run", forever)
+    task_id = new_task(tmp_path)
+    run = wait_state(queue(task_id), {RunState.FAILED, RunState.DONE}, timeout=30)
+    assert run.state == RunState.FAILED
+    assert "time limit" in run.error

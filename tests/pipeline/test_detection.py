@@ -190,7 +190,7 @@ def test_bad_input():
         detect_objects(np.zeros((64, 64)), np.zeros((32, 32), np.uint8), config)
 
 
-@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
 def test_eso_emmi_recovers_sextractor_catalogue():
     """≥ 85 % of the 65 objects SExtractor found in the real EMMI frame are found."""
     image = fits.getdata(REAL / "sep_eso_emmi_image.fits").astype(np.float32)

@@ -106,9 +106,9 @@ def test_hdu_by_index_and_name(tmp_path):
     )  # fmt: skip
     np.testing.assert_array_equal(load_image(path, hdu=2)[0], b)
     np.testing.assert_array_equal(load_image(path, hdu="b")[0], b)
-    with pytest.raises(FitsInputError, match="out of range.*3 HDU"):
+    with pytest.raises(FitsInputError, match=r"out of range.*3 HDU"):
         load_image(path, hdu=3)
-    with pytest.raises(FitsInputError, match="HDU 0 .*not a 2-D image"):
+    with pytest.raises(FitsInputError, match=r"HDU 0 .*not a 2-D image"):
         load_image(path, hdu=0)
     with pytest.raises(FitsInputError, match="no HDU named 'C'"):
         load_image(path, hdu="C")

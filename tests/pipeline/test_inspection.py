@@ -29,6 +29,7 @@ def _header(**cards) -> fits.Header:
     header["DATE-OBS"] = "2022-02-02T02:02:02"
     header["EXPTIME"] = 60.0
     header["FILTER"] = "V"
+    header["OBJCTRA"], header["OBJCTDEC"] = "10 00 00", "+20 00 00"
     for key, value in cards.items():
         header[key] = value
     return header
@@ -107,8 +108,9 @@ def test_eso_emmi(real_data):
 
 def test_consistent_gain_is_kept():
     image, _ = _sky(gain=2.0)
-    found = inspect_image(image, _header(GAIN=2.0))
+    found = inspect_image(image, _header(GAIN=2.0, SATURATE=60000.0))
     assert found.gain == 2.0 and not found.warnings
+    assert (found.ra_hint, found.dec_hint) == (pytest.approx(150.0), pytest.approx(20.0))
 
 
 def test_rescaled_image_gets_its_effective_gain():
@@ -137,7 +139,7 @@ def test_user_gain_is_kept_but_questioned():
 
 
 def test_sky_subtracted_image_is_not_gain_checked():
-    image, model = _sky(level=1000.0, gain=2.0)
+    image, _ = _sky(level=1000.0, gain=2.0)
     found = inspect_image(image - 1000.0, _header(GAIN=0.01))
     assert found.sky_subtracted and found.gain == 0.01
 
@@ -146,7 +148,7 @@ def test_sky_subtracted_image_is_not_gain_checked():
 
 
 def _saturated(level=30000.0, header_saturation=None):
-    image, model = _sky(stars=0)
+    image, _ = _sky(stars=0)
     yy, xx = np.mgrid[0:256, 0:256]
     for x, y in [(60, 60), (180, 100), (100, 190)]:
         image += 200000.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0**2))

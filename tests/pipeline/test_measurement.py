@@ -3,10 +3,9 @@
 Aperture correction: the truth flux is the total flux, the default aperture
 (1·FWHM) holds ~76 % (Moffat β=3) or ~92 % (Gaussian) of it. The tests derive
 the curve-of-growth correction from the data the way a user's calibration
-would: the median ratio of 1·FWHM to 4·FWHM fluxes of bright isolated stars
-(a 4·FWHM aperture holds 99.7 % of a Moffat β=3 star, all of a Gaussian one;
-that residual is inside the 1 % tolerance). The 4·FWHM flux is also compared
-with the truth directly.
+would: the ratio of 1·FWHM to 6·FWHM fluxes of bright isolated stars
+(a 6·FWHM aperture holds 99.9 % of a Moffat β=3 star, all of a Gaussian one).
+The 6·FWHM flux is also compared with the truth directly.
 """
 
 from __future__ import annotations
@@ -56,7 +55,8 @@ def measured(request):
         wcs=truth.wcs,
     )
     small = measure_positions(sky.image, objects, sn_min=5, **common)
-    large = measure_positions(sky.image, objects, rel_aper=4.0, **common)
+    # 6·FWHM holds 99.9 % of a Moffat β=3 star (4·FWHM only 99.5 % at 3.6 px corners).
+    large = measure_positions(sky.image, objects, rel_aper=6.0, rel_bg1=8.0, rel_bg2=10.0, **common)
     return sky, small, large, common
 
 
@@ -76,6 +76,28 @@ def match_isolated(sky, table, min_sn=30):
     return good, index
 
 
+def match_bright(sky, table, radius):
+    """Rows matched to unsaturated stars with S/N > 50 and no true star brighter than
+    2 % of their flux within ``radius`` + 5 px (fainter ones add < 1 % in total).
+
+    The neighbour flag is allowed: a wide aperture always reaches some faint star.
+    """
+    stars = sky.truth.stars
+    flux = np.asarray(stars["flux"])
+    tree = cKDTree(np.c_[stars["x"], stars["y"]])
+    distance, index = tree.query(np.c_[table["x"], table["y"]])
+    flags = np.asarray(table["flags"]) & ~int(ObjectFlag.NEIGHBOURS)
+    good = (distance < 1.0) & (flags == 0) & (table["flux"] / table["fluxerr"] > 50)
+    for row in np.flatnonzero(good):
+        star = index[row]
+        near = tree.query_ball_point([stars["x"][star], stars["y"][star]], radius + 5)
+        others = [n for n in near if n != star]
+        good[row] = bool(stars["in_image"][star]) and not stars["saturated"][star] and all(
+            flux[n] < 0.02 * flux[star] for n in others
+        )
+    return good, index
+
+
 def test_columns(measured):
     _, small, _, _ = measured
     assert tuple(small.colnames[: len(OBJECT_COLUMNS)]) == OBJECT_COLUMNS
@@ -84,35 +106,59 @@ def test_columns(measured):
 
 def test_total_flux_within_1_percent(measured):
     sky, small, large, _ = measured
-    good, index = match_isolated(sky, large)
+    good, index = match_bright(sky, large, 6.0 * sky.truth.fwhm_median)
     assert good.sum() > 25
     ratio = large["flux"][good] / sky.truth.stars["flux"][index[good]]
     assert np.median(ratio) == pytest.approx(1.0, abs=0.01)
 
-    # Default aperture + curve-of-growth correction from the data itself.
-    by_id = {int(i): k for k, i in enumerate(large["id"])}
-    good_small, index_small = match_isolated(sky, small, min_sn=50)
-    rows = np.flatnonzero(good_small)
-    wide = np.array([large["flux"][by_id[int(small["id"][k])]] for k in rows])
-    correction = np.median(small["flux"][rows] / wide)
+    # Default aperture + curve-of-growth correction from the data itself. The PSF
+    # widens from 3.0 to 3.6 px towards the corners, so the correction is a
+    # quadratic surface in x, y (what the spatial zero point absorbs in calibration),
+    # fitted to the growth (1·FWHM / 6·FWHM flux) of the bright stars above.
+    small_row = {int(i): k for k, i in enumerate(small["id"])}
+    pairs = [(small_row[int(i)], k) for k, i in zip(np.flatnonzero(good), large["id"][good])
+             if int(i) in small_row and small["flags"][small_row[int(i)]] == 0]
+    rows, wide_rows = np.array(pairs).T
+    growth = np.asarray(small["flux"][rows] / large["flux"][wide_rows])
+
+    def design(table, index):
+        x = np.asarray(table["x"][index]) / 1024 - 1
+        y = np.asarray(table["y"][index]) / 1024 - 1
+        return np.c_[np.ones_like(x), x, y, x * x, x * y, y * y]
+
+    keep = np.ones(len(rows), bool)
+    for _ in range(5):  # 3σ-clipped fit
+        coefficients = np.linalg.lstsq(design(small, rows)[keep], growth[keep], rcond=None)[0]
+        residual = growth - design(small, rows) @ coefficients
+        keep = np.abs(residual) < 3 * 1.4826 * np.median(np.abs(residual[keep]))
     expected = 0.76 if sky.truth.psf == "moffat" else 0.92
-    assert correction == pytest.approx(expected, abs=0.03)
-    corrected = small["flux"][rows] / correction
-    ratio = corrected / sky.truth.stars["flux"][index_small[rows]]
-    print("DEBUG", sky.truth.psf, np.median(large["flux"][good] / sky.truth.stars["flux"][index[good]]), correction, np.median(ratio), len(rows))
+    assert np.median(growth) == pytest.approx(expected, abs=0.03)
+    # Apply to every isolated star measured in the default aperture.
+    test_rows, index_small = match_isolated(sky, small, min_sn=30)
+    test_rows = np.flatnonzero(test_rows)
+    corrected = small["flux"][test_rows] / (design(small, test_rows) @ coefficients)
+    ratio = corrected / sky.truth.stars["flux"][index_small[test_rows]]
+    assert len(test_rows) > 50
     assert np.median(ratio) == pytest.approx(1.0, abs=0.01)
 
 
 def test_errors_match_scatter(measured):
-    """Normalised residuals of isolated stars have unit scatter (0.8–1.3).
+    """Normalised residuals of forced photometry at the true positions of isolated
+    stars have unit scatter (0.85–1.2).
 
-    The expected aperture flux uses the true local FWHM (the PSF varies over
-    the field while the aperture does not), normalised by the median.
+    True positions, because centroiding on the noisy pixels follows the noise and
+    shrinks the scatter. The expected aperture flux uses the true local FWHM (the
+    PSF varies over the field, the aperture does not), normalised by the median.
     """
-    sky, small, _, common = measured
-    good, index = match_isolated(sky, small, min_sn=10)
-    good &= np.asarray(small["flux"] / small["fluxerr"]) < 100
-    stars = sky.truth.stars[index[good]]
+    sky, _, _, common = measured
+    stars = sky.truth.stars
+    distance, _ = cKDTree(np.c_[stars["x"], stars["y"]]).query(np.c_[stars["x"], stars["y"]], k=2)
+    chosen = stars["in_image"] & ~stars["saturated"] & (distance[:, 1] > 20)
+    stars = stars[chosen]
+    table = measure_positions(sky.image, np.c_[stars["x"], stars["y"]], **common)
+    sn = np.asarray(table["flux"] / table["fluxerr"])
+    good = (np.asarray(table["flags"]) == 0) & (sn > 10) & (sn < 100)
+    stars, table = stars[good], table[good]
     radius = common["fwhm"]  # rel_aper = 1
     local = np.asarray(stars["fwhm"])
     if sky.truth.psf == "moffat":
@@ -122,11 +168,11 @@ def test_errors_match_scatter(measured):
     else:
         fraction = 1 - 2.0 ** (-4 * (radius / local) ** 2)
     expected = fraction * np.asarray(stars["flux"])
-    expected *= np.median(small["flux"][good] / expected)
-    pull = (small["flux"][good] - expected) / small["fluxerr"][good]
+    expected *= np.median(table["flux"] / expected)
+    pull = (table["flux"] - expected) / table["fluxerr"]
     scatter = 1.4826 * np.median(np.abs(pull - np.median(pull)))
-    assert good.sum() > 100
-    assert 0.8 < scatter < 1.3
+    assert len(table) > 100
+    assert 0.85 < scatter < 1.2
 
 
 def test_sky_coordinates(measured):
@@ -204,7 +250,7 @@ def test_bad_arguments():
     assert len(empty) == 0 and tuple(empty.colnames) == OBJECT_COLUMNS
 
 
-@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
 def test_eso_emmi_matches_sextractor_aperture_flux():
     """Same 5-px-radius aperture as the SExtractor catalogue: median flux ratio within 2 %."""
     image = fits.getdata(REAL / "sep_eso_emmi_image.fits").astype(np.float32)

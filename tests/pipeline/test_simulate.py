@@ -400,7 +400,7 @@ def test_transients_are_new_and_visible(moffat_sky):
     cat = SkyCoord(sim.catalog["RAJ2000"], sim.catalog["DEJ2000"], unit="deg")
     pos = SkyCoord(tr["ra"], tr["dec"], unit="deg")
     _, sep, _ = pos.match_to_catalog_sky(cat)
-    assert np.all(sep.arcsec > 1.0)
+    assert np.all(sep.arcsec > 1.9 * truth.fwhm_median * truth.pixel_scale)  # 2 FWHM by design
     for row in tr[tr["on_galaxy"]]:
         host = truth.galaxies[row["host_index"]]
         assert np.hypot(row["x"] - host["x"], row["y"] - host["y"]) < 1.3 * host["r_eff"]
@@ -413,8 +413,7 @@ def test_transients_are_new_and_visible(moffat_sky):
         assert science == pytest.approx(row["flux"], rel=0.2)
         tx, ty = tmpl.wcs.all_world2pix(row["ra"], row["dec"], 0)
         tap = CircularAperture((float(tx), float(ty)), r=3 * truth.fwhm_median)
-        local = np.median(tmpl.image[int(ty) - 25 : int(ty) + 25, int(tx) - 25 : int(tx) + 25])
-        empty = aperture_photometry(tmpl.image - local, tap)["aperture_sum"][0]
+        empty = aperture_photometry(tmpl.image - tmpl.background, tap)["aperture_sum"][0]
         # what the transient would have given in the template (its ZP is deeper);
         # faint catalogue stars near the position may add a little
         would_be = row["flux"] * 10 ** (0.4 * (tmpl.zp - row["zp"]))

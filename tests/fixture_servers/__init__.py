@@ -1,0 +1,1 @@
+"""Local HTTP servers that answer like the real services, for client tests without mocks."""
