@@ -36,7 +36,7 @@ class Task(SQLModel, table=True):
     source: str = Field(default="upload", max_length=50, description="upload, archive or demo")
     source_path: str | None = Field(default=None, max_length=2000)
     source_hdu: int | None = None
-    owner_id: int | None = Field(default=None, index=True)
+    owner_id: int | None = Field(default=None, foreign_key="user.id", index=True)
     created: datetime = Field(default_factory=utcnow, index=True)
     modified: datetime = Field(default_factory=utcnow)
     state: str = Field(default="new", max_length=50, description="latest step and its state")
@@ -69,3 +69,69 @@ class StepRun(SQLModel, table=True):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+# ---------------------------------------------------------------------------- accounts
+
+
+class AccessLevel(StrEnum):
+    VIEW = "view"
+    EDIT = "edit"
+
+
+class User(SQLModel, table=True):
+    """A person (or a robotic telescope's account) using the portal."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=150, unique=True, index=True)
+    full_name: str = Field(default="", max_length=250)
+    password_hash: str = Field(max_length=500)
+    is_admin: bool = False
+    is_active: bool = True
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Group(SQLModel, table=True):
+    """A set of users that tasks are shared with (a project, a telescope network)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=150, unique=True, index=True)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Membership(SQLModel, table=True):
+    user_id: int = Field(foreign_key="user.id", primary_key=True)
+    group_id: int = Field(foreign_key="group.id", primary_key=True)
+
+
+class TaskShare(SQLModel, table=True):
+    """A task shared with a group, for viewing or also for changing it."""
+
+    task_id: int = Field(foreign_key="task.id", primary_key=True)
+    group_id: int = Field(foreign_key="group.id", primary_key=True)
+    access: AccessLevel = Field(default=AccessLevel.VIEW, max_length=10)
+
+
+class ApiToken(SQLModel, table=True):
+    """A revocable API token; only its hash is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(default="", max_length=150)
+    token_hash: str = Field(max_length=128, unique=True, index=True)
+    prefix: str = Field(max_length=12, description="first characters, to recognise a token")
+    created: datetime = Field(default_factory=utcnow)
+    last_used: datetime | None = None
+    revoked: bool = False
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who created, ran, changed, shared or deleted what, and when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: datetime = Field(default_factory=utcnow, index=True)
+    user_id: int | None = Field(default=None, foreign_key="user.id", index=True)
+    username: str = Field(default="", max_length=150)
+    action: str = Field(max_length=50, index=True)
+    target: str = Field(default="", max_length=100, description="e.g. task:12, user:3")
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -84,7 +84,12 @@ def estimate_background(
     data = as_sep_array(np.where(finite, image, 0.0))
     size = effective_mesh(image.shape, mesh)
     bkg = sep.Background(
-        data, mask=as_sep_array(excluded, np.uint8), bw=size, bh=size, fw=filter_size, fh=filter_size
+        data,
+        mask=as_sep_array(excluded, np.uint8),
+        bw=size,
+        bh=size,
+        fw=filter_size,
+        fh=filter_size,
     )
     level = bkg.back(dtype=np.float32)
     rms = bkg.rms(dtype=np.float32)

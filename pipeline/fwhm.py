@@ -272,7 +272,7 @@ class _MoffatModel:
     def _terms(self, params):
         key = tuple(params)
         if key != self._cache_key:
-            amplitude, xc, yc, l11, c12, l22, s, _ = params
+            _, xc, yc, l11, c12, l22, s, _ = params
             dx = self.xs - xc
             dy = self.ys - yc
             c11, c22 = math.exp(l11), math.exp(l22)
@@ -438,16 +438,17 @@ def measure_fwhm(
     stars = np.zeros(0, int)
     # Lower the S/N bar step by step on shallow images (as STDWeb does for astrometry).
     while min_sn >= 5:
-        stars = select_psf_stars(
-            x, y, sn, flags, min_sn, 3.0 * fwhm_guess, config.fwhm_max_stars
-        )
+        stars = select_psf_stars(x, y, sn, flags, min_sn, 3.0 * fwhm_guess, config.fwhm_max_stars)
         if len(stars) >= MIN_FIT_STARS * 4 or min_sn <= 5:
             break
         min_sn /= 2
     half = max(3, math.ceil(2.0 * fwhm_guess))
     stamps, dx, dy = gather_stamps(data, x[stars], y[stars], half, bad)
     fits = np.array(
-        [fit_moffat_fwhm(s, ddx, ddy, fwhm_guess) for s, ddx, ddy in zip(stamps, dx, dy)]
+        [
+            fit_moffat_fwhm(s, ddx, ddy, fwhm_guess)
+            for s, ddx, ddy in zip(stamps, dx, dy, strict=True)
+        ]
     ).reshape(-1, 3)
     ok = np.isfinite(fits[:, 0]) & (fits[:, 0] > 0.5) & (fits[:, 0] < 10 * fwhm_guess)
     if ok.sum() < MIN_FIT_STARS:

@@ -50,23 +50,29 @@ def flag_group(flags: np.ndarray) -> list[tuple[str, np.ndarray, str]]:
 
 def plot_fwhm_map(result: FwhmResult, x: np.ndarray, y: np.ndarray, path: str | Path) -> None:
     """FWHM map over the field with the stars that defined it."""
-    gx, gy, grid = result.fwhm_map.grid(64)
+    _, _, grid = result.fwhm_map.grid(64)
     figure = Figure(figsize=(6.4, 5.2))
     axes = figure.add_subplot()
     ny, nx = result.fwhm_map.shape
-    shown = axes.imshow(
-        grid, origin="lower", extent=(0, nx, 0, ny), cmap="viridis", aspect="equal"
-    )
+    shown = axes.imshow(grid, origin="lower", extent=(0, nx, 0, ny), cmap="viridis", aspect="equal")
     used = np.asarray(result.used, bool)
     values = result.per_object[used]
     axes.scatter(
-        np.asarray(x)[used], np.asarray(y)[used], c=values, s=10, cmap="viridis",
-        vmin=grid.min(), vmax=grid.max(), edgecolors="white", linewidths=0.3,
+        np.asarray(x)[used],
+        np.asarray(y)[used],
+        c=values,
+        s=10,
+        cmap="viridis",
+        vmin=grid.min(),
+        vmax=grid.max(),
+        edgecolors="white",
+        linewidths=0.3,
     )
     figure.colorbar(shown, ax=axes, label="FWHM, pixels")
     rms = np.nanstd(values) if values.size else np.nan
-    axes.set_title(f"FWHM {result.fwhm:.2f} px (map {grid.min():.2f}–{grid.max():.2f}), "
-                   f"star RMS {rms:.2f}")
+    axes.set_title(
+        f"FWHM {result.fwhm:.2f} px (map {grid.min():.2f}–{grid.max():.2f}), star RMS {rms:.2f}"
+    )
     axes.set_xlabel("x, pixels")
     axes.set_ylabel("y, pixels")
     figure.tight_layout()
@@ -109,7 +115,9 @@ def plot_prefilter(table: Table, model: PrefilterModel, path: str | Path) -> Non
                     axes.scatter(
                         np.clip(features[member, col], -limit, limit),
                         np.clip(features[member, row], -limit, limit),
-                        s=3, c=colour, label=f"{label} ({int(member.sum())})",
+                        s=3,
+                        c=colour,
+                        label=f"{label} ({int(member.sum())})",
                     )
             axes.set_xlim(-limit, limit)
             axes.set_ylim(-limit, limit)
@@ -120,9 +128,12 @@ def plot_prefilter(table: Table, model: PrefilterModel, path: str | Path) -> Non
                 axes.set_ylabel(FEATURES[row], fontsize=8)
     handles, labels = figure.axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper right", fontsize="small", markerscale=3)
-    figure.suptitle(f"Shape prefilter: {model.n_training} training objects, "
-                    f"{int(((np.asarray(table['flags']) & ObjectFlag.SHAPE_OUTLIER) != 0).sum())} "
-                    "outliers", fontsize=10)
+    figure.suptitle(
+        f"Shape prefilter: {model.n_training} training objects, "
+        f"{int(((np.asarray(table['flags']) & ObjectFlag.SHAPE_OUTLIER) != 0).sum())} "
+        "outliers",
+        fontsize=10,
+    )
     figure.tight_layout()
     _save(figure, path)
 
@@ -138,9 +149,7 @@ def display_image(image: np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> tuple[
         return np.nanmean(view, axis=(1, 3)).astype(np.float32), block
 
 
-def plot_objects(
-    image: np.ndarray, table: Table, aperture_radius: float, path: str | Path
-) -> None:
+def plot_objects(image: np.ndarray, table: Table, aperture_radius: float, path: str | Path) -> None:
     """The image (zscale) with the measured objects circled, coloured by flags."""
     shown, block = display_image(image)
     finite = shown[np.isfinite(shown)]
@@ -150,7 +159,11 @@ def plot_objects(
     figure = Figure(figsize=(max(4.0, nx * scale) + 1.5, max(4.0, ny * scale)))
     axes = figure.add_subplot()
     axes.imshow(
-        shown, origin="lower", cmap="gray", vmin=vmin, vmax=vmax,
+        shown,
+        origin="lower",
+        cmap="gray",
+        vmin=vmin,
+        vmax=vmax,
         extent=(-0.5, block * shown.shape[1] - 0.5, -0.5, block * shown.shape[0] - 0.5),
         interpolation="nearest",
     )
@@ -160,8 +173,12 @@ def plot_objects(
     for label, member, colour in flag_group(np.asarray(table["flags"])):
         if member.any():
             axes.scatter(
-                np.asarray(table["x"])[member], np.asarray(table["y"])[member], s=size,
-                facecolors="none", edgecolors=colour, linewidths=0.6,
+                np.asarray(table["x"])[member],
+                np.asarray(table["y"])[member],
+                s=size,
+                facecolors="none",
+                edgecolors=colour,
+                linewidths=0.6,
                 label=f"{label} ({int(member.sum())})",
             )
     axes.set_xlim(-0.5, nx - 0.5)

@@ -54,7 +54,7 @@ class PrefilterConfig(StepConfig):
         None,
         gt=0,
         le=0.5,
-        description="Expected outlier fraction; empty lets the forest decide (scikit-learn 'auto').",
+        description="Expected outlier fraction; empty lets the forest decide (sklearn 'auto').",
     )
 
 

@@ -167,9 +167,11 @@ def run_sextractor(
     (folder / "catalog.param").write_text("\n".join(PARAMETERS) + "\n")
     if kernel is not None:
         _write_kernel(folder / "kernel.conv", kernel)
-    command = [binary, str(folder / "image.fits")] + _options(
-        config, image.shape, kernel, saturation, gain, folder
-    )
+    command = [
+        binary,
+        str(folder / "image.fits"),
+        *_options(config, image.shape, kernel, saturation, gain, folder),
+    ]
     try:
         done = subprocess.run(
             command, cwd=folder, capture_output=True, text=True, timeout=TIMEOUT_SECONDS
@@ -191,7 +193,7 @@ def detect_sextractor(
     saturation: float | None = None,
     gain: float | None = None,
 ) -> DetectionResult:
-    """Detect objects with SExtractor; same contract as :func:`pipeline.detection.detect_objects`."""
+    """Detect objects with SExtractor; the contract of :func:`pipeline.detection.detect_objects`."""
     nodata, _ = split_mask(mask, image)
     if nodata.all():
         raise ValueError("no usable pixels for detection: all are masked or NaN")

@@ -50,17 +50,69 @@ def settings(tmp_path, monkeypatch):
     settings_module._current = None
 
 
+PASSWORD = "correct horse battery"
+
+
+def start_session(client, username: str, password: str = PASSWORD):
+    """Sign ``client`` in (creating the first admin through /setup when none exists)."""
+    client.cookies.clear()
+    client.headers.pop("x-csrftoken", None)
+    client.headers.pop("authorization", None)
+    first = client.get("/login")  # sets the CSRF cookie; redirects to /setup on a new portal
+    client.headers["x-csrftoken"] = client.cookies.get("csrftoken", "")
+    if first.url.path == "/setup":
+        form = {"username": username, "password": password, "password2": password}
+        response = client.post("/setup", data=form)
+    else:
+        response = client.post("/login", data={"username": username, "password": password})
+    assert response.status_code in (200, 303) and response.url.path == "/tasks/", response.text
+    return client
+
+
+def make_user(username: str, *, admin: bool = False, groups: tuple[str, ...] = ()) -> int:
+    """Create a user (and groups) directly in the database; returns the user id."""
+    from sqlmodel import select
+
+    from jobs.db import session_scope
+    from jobs.models import Group
+    from web.accounts import service
+
+    with session_scope() as session:
+        user = service.create_user(session, username, PASSWORD, is_admin=admin)
+        for name in groups:
+            group = session.exec(select(Group).where(Group.name == name)).first()
+            group = group or service.create_group(session, name)
+            service.set_membership(session, user.id, group.id, True)
+        return user.id
+
+
+def api_token(username: str) -> str:
+    from sqlmodel import select
+
+    from jobs.db import session_scope
+    from jobs.models import User
+    from web.accounts import service
+
+    with session_scope() as session:
+        user = session.exec(select(User).where(User.username == username)).one()
+        return service.create_token(session, user, "tests")[1]
+
+
 @pytest.fixture
 def client(settings):
-    """A test client of the app with its embedded worker running."""
+    """A test client of the app, with its embedded worker, signed in as the admin "admin"."""
     from litestar.testing import TestClient
 
     from web.app import create_app
 
     with TestClient(create_app(settings), base_url="http://testserver.local") as test_client:
-        test_client.get("/tasks/")  # sets the CSRF cookie
-        test_client.headers["x-csrftoken"] = test_client.cookies.get("csrftoken", "")
-        yield test_client
+        yield start_session(test_client, "admin")
+
+
+@pytest.fixture
+def api(client):
+    """Headers that authenticate API calls of the admin with a token."""
+    return {"authorization": f"Bearer {api_token('admin')}"}
 
 
 def wait_for_run(client, task_id: int, step: str, timeout: float = 120.0) -> dict:
@@ -107,7 +159,7 @@ def live_server(tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/tasks/", timeout=1).status_code == 200:
+            if httpx.get(url + "/login", timeout=1).status_code < 500:
                 break
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -117,3 +169,10 @@ def live_server(tmp_path):
     yield url
     process.terminate()
     process.wait(timeout=20)
+
+
+def live_client(url: str, username: str = "admin") -> httpx.Client:
+    """An httpx client signed in to a live portal (first admin created via /setup)."""
+    client = httpx.Client(base_url=url, follow_redirects=True, timeout=60)
+    start_session(client, username)
+    return client

@@ -1,10 +1,10 @@
 """The one access-check layer: every page, fragment, file, stream and API call loads
 tasks through these functions.
 
-Accounts arrive with the collaboration issue; until then the portal is single-user
-and every request acts as the local operator, so the checks reduce to existence.
-The call sites already pass the request, so adding per-user rules changes only this
-module.
+Rules: administrators see and change everything; owners see and change their tasks;
+members of a group a task is shared with see it, and change it if the share says
+"edit". A task the requester may not see answers exactly like a missing one (404),
+so ids cannot be probed.
 """
 
 from __future__ import annotations
@@ -12,31 +12,68 @@ from __future__ import annotations
 from typing import Literal
 
 from litestar import Request
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from jobs.models import Task
+from jobs.models import AccessLevel, Membership, Task, TaskShare, User
 
 Access = Literal["view", "edit"]
 
 
-def can_access(request: Request | None, task: Task, access: Access) -> bool:
-    """Whether the requester may view or change ``task``."""
-    return True
+def request_user(request: Request | None) -> User | None:
+    return request.scope.get("user") if request is not None else None
+
+
+def _share_levels(session: Session, user: User, task_id: int) -> set[AccessLevel]:
+    rows = session.exec(
+        select(TaskShare.access)
+        .join(Membership, Membership.group_id == TaskShare.group_id)
+        .where(TaskShare.task_id == task_id, Membership.user_id == user.id)
+    ).all()
+    return set(rows)
+
+
+def can_access(session: Session, user: User | None, task: Task, access: Access) -> bool:
+    """Whether ``user`` may view or change ``task``."""
+    if user is None:
+        return False
+    if user.is_admin or task.owner_id == user.id:
+        return True
+    levels = _share_levels(session, user, task.id)
+    return AccessLevel.EDIT in levels if access == "edit" else bool(levels)
+
+
+def can_manage(user: User | None, task: Task) -> bool:
+    """Sharing and deleting are for the owner and administrators only."""
+    return user is not None and (user.is_admin or task.owner_id == user.id)
 
 
 def get_task(session: Session, request: Request | None, task_id: int, access: Access) -> Task:
-    """The task, or 404 when it does not exist or the requester may not ``access`` it.
+    """The task, or 404 when it does not exist or the requester may not see it.
 
-    A task the requester may not see answers exactly like a missing one, so ids
-    cannot be probed.
+    Someone who may see the task but not change it gets 403 for a change.
     """
+    user = request_user(request)
     task = session.get(Task, task_id)
-    if task is None or not can_access(request, task, access):
+    if task is None or not can_access(session, user, task, "view"):
         raise NotFoundException(f"task {task_id} does not exist")
+    if access == "edit" and not can_access(session, user, task, "edit"):
+        raise PermissionDeniedException(f"you may view task {task_id} but not change it")
     return task
 
 
 def visible_tasks_query(request: Request | None):
     """A SELECT of the tasks the requester may see, newest first."""
-    return select(Task).order_by(col(Task.created).desc(), col(Task.id).desc())
+    user = request_user(request)
+    query = select(Task).order_by(col(Task.created).desc(), col(Task.id).desc())
+    if user is None:
+        return query.where(col(Task.id) == -1)
+    if user.is_admin:
+        return query
+    shared = (
+        select(TaskShare.task_id)
+        .join(Membership, Membership.group_id == TaskShare.group_id)
+        .where(Membership.user_id == user.id)
+    )
+    return query.where(or_(col(Task.owner_id) == user.id, col(Task.id).in_(shared)))

@@ -7,23 +7,40 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException
+from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
+from litestar.stores.base import Store
+from litestar.stores.file import FileStore
+from litestar.stores.redis import RedisStore
+from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 
 from jobs.db import upgrade_database
 from jobs.settings import Settings, get_settings
+from web.accounts.auth import auth_middleware
+from web.accounts.routes import (
+    AdminController,
+    ProfileController,
+    login_form,
+    login_submit,
+    logout,
+    setup_form,
+    setup_submit,
+)
 from web.api.routes import ApiController
 from web.events import task_events
 from web.files.routes import ArchiveController, TaskFilesController
 from web.tasks.mask import MaskController
 from web.tasks.routes import TaskController, home
+from web.tasks.sharing import SharingController
 from web.templating import register_filters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +61,11 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     """Problem details for the API and uploads; an HTML page (or fragment) for browsers."""
     status = exc.status_code
     detail = exc.detail or "error"
+    if status == 401 and not _wants_json(request):
+        target = "/login?next=" + quote(request.url.path)
+        if request.headers.get("hx-request"):
+            return Response("", status_code=200, headers={"HX-Redirect": target})
+        return Redirect(target)
     if _wants_json(request) or request.url.path.endswith("/upload"):
         body: dict[str, Any] = {"status": status, "title": detail, "detail": detail}
         if exc.extra:
@@ -56,6 +78,13 @@ def http_error(request: Request, exc: HTTPException) -> Response:
 def internal_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s", request.url.path)
     return http_error(request, HTTPException(status_code=500, detail="internal server error"))
+
+
+def _session_store(settings: Settings) -> Store:
+    """Sessions in Redis when deployed (shared by web processes), else files in the data folder."""
+    if settings.redis_url:
+        return RedisStore.with_client(url=settings.redis_url, namespace="skysift-sessions")
+    return FileStore(settings.data_dir / "sessions", create_directories=True)
 
 
 def create_app(settings: Settings | None = None, *, start_worker: bool = True) -> Litestar:
@@ -83,6 +112,10 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
         if worker is not None:
             worker.stop(timeout=5000)
 
+    session_config = ServerSideSessionConfig(
+        store="sessions", max_age=14 * 24 * 3600, samesite="lax", httponly=True
+    )
+    session_store = _session_store(settings)
     template_config = TemplateConfig(
         directory=ROOT / "templates",
         engine=JinjaTemplateEngine,
@@ -94,6 +127,14 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             TaskController,
             TaskFilesController,
             MaskController,
+            SharingController,
+            login_form,
+            login_submit,
+            logout,
+            setup_form,
+            setup_submit,
+            ProfileController,
+            AdminController,
             ArchiveController,
             ApiController,
             task_events,
@@ -105,6 +146,8 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             cookie_samesite="strict",
             exclude=["/api/"],
         ),
+        middleware=[session_config.middleware, auth_middleware()],
+        stores=StoreRegistry(default_factory=lambda name: session_store),
         openapi_config=OpenAPIConfig(title="SkySift API", version="0.1.0", path="/api/schema"),
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         on_startup=[startup],

@@ -28,6 +28,7 @@ from astropy.wcs import WCS
 
 from pipeline.astrometry.errors import (
     AstrometryError,
+    SolverCancelled,
     SolverFailed,
     SolverTimeout,
     SolverUnavailable,
@@ -125,11 +126,33 @@ def solve_field_command(
 ) -> list[str]:
     """The ``solve-field`` command line for an xylist."""
     command = [
-        program, str(xylist), "--width", str(shape[1]), "--height", str(shape[0]),
-        "--x-column", "X", "--y-column", "Y", "--sort-column", "FLUX",
-        "--no-plots", "--overwrite", "--dir", str(out_dir), "--temp-dir", str(out_dir),
-        "--config", str(config), "--cpulimit", str(int(np.ceil(cpu_limit_s))),
-        "--crpix-center", "--new-fits", "none", "--cancel", str(out_dir / "cancel"),
+        program,
+        str(xylist),
+        "--width",
+        str(shape[1]),
+        "--height",
+        str(shape[0]),
+        "--x-column",
+        "X",
+        "--y-column",
+        "Y",
+        "--sort-column",
+        "FLUX",
+        "--no-plots",
+        "--overwrite",
+        "--dir",
+        str(out_dir),
+        "--temp-dir",
+        str(out_dir),
+        "--config",
+        str(config),
+        "--cpulimit",
+        str(int(np.ceil(cpu_limit_s))),
+        "--crpix-center",
+        "--new-fits",
+        "none",
+        "--cancel",
+        str(out_dir / "cancel"),
     ]
     command += ["--tweak-order", str(tweak_order)] if tweak_order > 0 else ["--no-tweak"]
     if hints.has_position:
@@ -137,7 +160,12 @@ def solve_field_command(
         command += ["--radius", f"{hints.radius_deg or 1.0:.4f}"]
     if hints.has_scale:
         command += ["--scale-units", "arcsecperpix"]
-        command += ["--scale-low", f"{hints.scale_low:.5g}", "--scale-high", f"{hints.scale_high:.5g}"]
+        command += [
+            "--scale-low",
+            f"{hints.scale_low:.5g}",
+            "--scale-high",
+            f"{hints.scale_high:.5g}",
+        ]
     if verify is not None:
         command += ["--verify", str(verify)]
     return command
@@ -162,9 +190,12 @@ def _run(command: list[str], wall_limit: float, cancel_file: Path, cancelled) ->
         except subprocess.TimeoutExpired:
             if cancelled is not None and cancelled():
                 cancel_file.touch()  # solve-field stops cleanly when this file appears
-                process.terminate()
-                process.communicate()
-                raise
+                try:
+                    process.communicate(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.communicate()
+                raise SolverCancelled("blind solving was cancelled") from None
             if time.monotonic() > deadline:
                 process.kill()
                 process.communicate()
@@ -201,7 +232,8 @@ def run_solve_field(
     Parameters
     ----------
     detections : Detections
-        Unflagged detections, brightest first (:func:`~pipeline.astrometry.sources.select_detections`).
+        Unflagged detections, brightest first
+        (:func:`~pipeline.astrometry.sources.select_detections`).
     shape : (ny, nx)
         Image shape.
     index_files, index_dirs : list of Path
@@ -249,8 +281,10 @@ def run_solve_field(
     with tempfile.TemporaryDirectory(prefix="skysift-solve-", dir=work_dir) as tmp:
         folder = Path(tmp)
         config = write_backend_config(
-            folder / "astrometry.cfg", index_files=list(index_files),
-            index_dirs=list(index_dirs), cpu_limit_s=cpu_limit_s,
+            folder / "astrometry.cfg",
+            index_files=list(index_files),
+            index_dirs=list(index_dirs),
+            cpu_limit_s=cpu_limit_s,
         )
         xylist = folder / "field.xyls"
         write_xylist(detections, shape, xylist)
@@ -258,7 +292,9 @@ def run_solve_field(
         args = dict(tweak_order=tweak_order, cpu_limit_s=cpu_limit_s, program=program)
         text = _run(
             solve_field_command(xylist, shape, folder, config, hints, **args),
-            wall, folder / "cancel", cancelled,
+            wall,
+            folder / "cancel",
+            cancelled,
         )
         solution = folder / "field.wcs"
         if not solution.exists():
@@ -279,14 +315,20 @@ def run_solve_field(
                 solve_field_command(
                     xylist, shape, folder, config, BlindHints(), verify=first, **args
                 ),
-                wall, folder / "cancel", cancelled,
+                wall,
+                folder / "cancel",
+                cancelled,
             )
             runs = 2
             wcs = _read_solution(solution if solution.exists() else first, shape)
     index, odds = _parse_log(text)
     return BlindResult(
-        wcs=wcs, seconds=time.perf_counter() - started, runs=runs, index=Path(index).name,
-        log_odds=odds, log_text=text,
+        wcs=wcs,
+        seconds=time.perf_counter() - started,
+        runs=runs,
+        index=Path(index).name,
+        log_odds=odds,
+        log_text=text,
     )
 
 

@@ -3,7 +3,8 @@
 Every error is an :class:`AstrometryError`, a ``ValueError`` whose message is
 meant for the user: it says what went wrong with the input and what to try.
 The photometry step turns them into :class:`pipeline.steps.base.StepError`
-(and :class:`SolverTimeout` into ``ServiceUnavailable``, a retryable failure).
+(:class:`SolverTimeout` into ``ServiceUnavailable``, a retryable failure, and
+:class:`SolverCancelled` into ``StepCancelled``).
 """
 
 from __future__ import annotations
@@ -31,3 +32,7 @@ class SolverFailed(AstrometryError):
 
 class SolverTimeout(SolverFailed):
     """The solver or service did not answer in time; the same request may succeed later."""
+
+
+class SolverCancelled(AstrometryError):
+    """The caller's ``cancelled()`` callback asked to stop while a solver was running."""

@@ -25,15 +25,12 @@ MAX_SIP_ORDER = 5
 STARS_PER_TERM = 3  # fewer matched stars per fitted coefficient lowers the SIP order
 CRVAL_TOLERANCE_DEG = 1e-10
 MAX_CRVAL_PASSES = 6
+MAX_CONDITION = 1e13  # normal matrices worse than this mean a degenerate star set
 
 
 def polynomial_terms(order: int, min_degree: int = 0) -> list[tuple[int, int]]:
     """Exponents ``(p, q)`` of ``u**p * v**q`` with ``min_degree <= p + q <= order``."""
-    return [
-        (p, total - p)
-        for total in range(min_degree, order + 1)
-        for p in range(total, -1, -1)
-    ]
+    return [(p, total - p) for total in range(min_degree, order + 1) for p in range(total, -1, -1)]
 
 
 def min_stars_for_order(order: int) -> int:
@@ -49,9 +46,7 @@ def highest_order(n_stars: int, wanted: int) -> int:
     return order
 
 
-def gnomonic_project(
-    ra: NDArray, dec: NDArray, ra0: float, dec0: float
-) -> tuple[NDArray, NDArray]:
+def gnomonic_project(ra: NDArray, dec: NDArray, ra0: float, dec0: float) -> tuple[NDArray, NDArray]:
     """Standard coordinates (xi, eta) in degrees of the TAN projection about (ra0, dec0)."""
     a, d = np.deg2rad(np.asarray(ra, float)), np.deg2rad(np.asarray(dec, float))
     a0, d0 = np.deg2rad(ra0), np.deg2rad(dec0)
@@ -99,11 +94,12 @@ def least_squares(design: NDArray, target: NDArray, sqrt_w: NDArray | None = Non
     if sqrt_w is not None:
         design, target = design * sqrt_w[:, None], target * sqrt_w[:, None]
     normal = design.T @ design
-    try:
-        return np.linalg.solve(normal, design.T @ target)
-    except np.linalg.LinAlgError:
-        solution, *_ = np.linalg.lstsq(design, target, rcond=None)
-        return solution
+    if not np.isfinite(normal).all() or np.linalg.cond(normal) > MAX_CONDITION:
+        raise AstrometryError(
+            "the matched stars do not constrain the fit (too few, collinear or clustered "
+            "points): use a lower SIP order or more stars spread over the image"
+        )
+    return np.linalg.solve(normal, design.T @ target)
 
 
 def fit_tan_sip(
@@ -184,8 +180,6 @@ def fit_tan_sip(
     scales = np.array([norm ** -(p + q) for p, q in terms])
     coeffs = coeffs * scales[:, None]  # back to unscaled u, v
     cd = np.array([[coeffs[1, 0], coeffs[2, 0]], [coeffs[1, 1], coeffs[2, 1]]])
-    if abs(np.linalg.det(cd)) < 1e-30:
-        raise AstrometryError("the matched stars are degenerate (collinear): no WCS can be fitted")
     return _build_wcs(ra0, dec0, crpix, cd, terms, coeffs, order, shape, x, y)
 
 

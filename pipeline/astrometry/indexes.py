@@ -40,6 +40,7 @@ QUAD_MIN_ARCMIN, QUAD_MAX_ARCMIN = 2.0, 2.8  # quad sizes of preset 0
 QUAD_FRACTION = (0.1, 1.0)  # useful quads, as fractions of the field width
 INDEX_FORMAT_VERSION = "1"  # bump to invalidate cached indexes when the build changes
 BUILD_TIMEOUT_S = 600
+INPARALLEL_MAX_BYTES = 1 << 30  # load index sets up to 1 GiB into memory together
 
 
 def default_cache_dir() -> Path:
@@ -69,14 +70,16 @@ def index_scales(field_min_arcmin: float, field_max_arcmin: float | None = None)
         if quad_high >= low and quad_low <= high:
             presets.append(preset)
     if not presets:  # a field smaller or larger than any preset: take the nearest one
-        presets = [PRESET_RANGE[0] if high < preset_quad_range(PRESET_RANGE[0])[0] else PRESET_RANGE[1]]
+        presets = [
+            PRESET_RANGE[0] if high < preset_quad_range(PRESET_RANGE[0])[0] else PRESET_RANGE[1]
+        ]
     return presets
 
 
-def find_index_files(extra_dirs: list[str | Path] | tuple = ()) -> list[Path]:
-    """Index files (``*.fits``) in the system folders and ``extra_dirs`` that exist."""
+def find_index_files(extra_dirs: list[str | Path] | tuple = (), system: bool = True) -> list[Path]:
+    """Index files (``*.fits``) in ``extra_dirs`` and (if ``system``) the system folders."""
     found: list[Path] = []
-    for folder in [*map(Path, extra_dirs), *SYSTEM_INDEX_DIRS]:
+    for folder in [*map(Path, extra_dirs), *(SYSTEM_INDEX_DIRS if system else ())]:
         if folder.is_dir():
             found.extend(sorted(p for p in folder.glob("*.fits") if p.is_file()))
     return found
@@ -123,8 +126,24 @@ def build_index(
         _write_star_list(refs, star_list)
     partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
     command = [
-        program, "-i", str(star_list), "-o", str(partial), "-P", str(preset),
-        "-S", "MAG", "-A", "RA", "-D", "DEC", "-E", "-I", str(unique_id), "-t", str(work_dir),
+        program,
+        "-i",
+        str(star_list),
+        "-o",
+        str(partial),
+        "-P",
+        str(preset),
+        "-S",
+        "MAG",
+        "-A",
+        "RA",
+        "-D",
+        "DEC",
+        "-E",
+        "-I",
+        str(unique_id),
+        "-t",
+        str(work_dir),
     ]
     try:
         result = subprocess.run(
@@ -189,8 +208,12 @@ def build_catalog_indexes(
             if not path.exists():
                 log.info("building astrometry index -P %d for %d stars", preset, len(refs))
                 build_index(
-                    refs, preset, path, unique_id=base_id + preset - PRESET_RANGE[0],
-                    work_dir=Path(tmp), program=program,
+                    refs,
+                    preset,
+                    path,
+                    unique_id=base_id + preset - PRESET_RANGE[0],
+                    work_dir=Path(tmp),
+                    program=program,
                 )
             paths.append(path)
     return paths
@@ -205,11 +228,21 @@ def write_backend_config(
 ) -> Path:
     """The ``astrometry.cfg`` for ``solve-field --config``: which indexes to load.
 
-    Listed files are loaded by name; folders are searched for ``index*.fits``
-    (``autoindex``). Indexes are loaded one at a time (no ``inparallel``) to keep
-    memory small.
+    Listed files are loaded by name; folders are searched for index files
+    (``autoindex``). The engine's CPU limit applies to each index in turn unless
+    all are loaded at once (``inparallel``), so small index sets (up to
+    :data:`INPARALLEL_MAX_BYTES`) are loaded together and the limit holds for
+    the whole solve; with big sets each index gets its share of the limit.
     """
-    lines = ["# written by SkySift", f"cpulimit {int(np.ceil(cpu_limit_s))}"]
+    total = sum(
+        p.stat().st_size for p in [*index_files, *find_index_files(index_dirs, False)] if p.exists()
+    )
+    n_indexes = len(index_files) + len(find_index_files(index_dirs, False))
+    together = total <= INPARALLEL_MAX_BYTES
+    per_index = cpu_limit_s if together else max(cpu_limit_s / max(n_indexes, 1), 5.0)
+    lines = ["# written by SkySift", f"cpulimit {int(np.ceil(per_index))}"]
+    if together:
+        lines.append("inparallel")
     lines += [f"add_path {folder}" for folder in index_dirs]
     if index_dirs:
         lines.append("autoindex")

@@ -35,9 +35,9 @@ class Alignment:
     transform : numpy.ndarray
         2×3 affine matrix taking projected reference pixels to detection pixels.
     rotation_deg, scale : float
-        The trial rotation (counter-clockwise, about ``center``) and scale that won.
+        Rotation (counter-clockwise) and scale of the fitted transform.
     shift : tuple of float
-        Offset (x, y) in pixels at the winning trial.
+        Where the transform moves the centre pixel to, relative to it (x, y pixels).
     det_index, ref_index : numpy.ndarray
         Matched pairs (indices into the lists given to :func:`find_alignment`).
     peak, background : float
@@ -117,9 +117,7 @@ def _transformed(ref_xy: NDArray, center: NDArray, angle: float, scale: float) -
 
 def _candidate_pairs(det_xy: NDArray, ref_xy: NDArray, reach: float) -> tuple[NDArray, NDArray]:
     """All detection/reference pairs closer than ``reach`` pixels (indices)."""
-    pairs = cKDTree(det_xy).sparse_distance_matrix(
-        cKDTree(ref_xy), reach, output_type="ndarray"
-    )
+    pairs = cKDTree(det_xy).sparse_distance_matrix(cKDTree(ref_xy), reach, output_type="ndarray")
     return pairs["i"].astype(int), pairs["j"].astype(int)
 
 
@@ -254,11 +252,14 @@ def find_alignment(
             f"chance): the WCS may be too far off — enlarge the search or solve blindly"
         )
     transform = fit_affine(ref_xy[ref_index], det_xy[det_index])
+    # report the fitted transform, not the trial cell it was found in
+    matrix = transform[:, :2]
+    moved_center = apply_affine(transform, center)[0] - center
     return Alignment(
         transform=transform,
-        rotation_deg=float(np.rad2deg(angle)),
-        scale=float(scale),
-        shift=(float(shift[0]), float(shift[1])),
+        rotation_deg=float(np.rad2deg(np.arctan2(matrix[1, 0] - matrix[0, 1], matrix.trace()))),
+        scale=float(np.sqrt(abs(np.linalg.det(matrix)))),
+        shift=(float(moved_center[0]), float(moved_center[1])),
         det_index=det_index,
         ref_index=ref_index,
         peak=peak,

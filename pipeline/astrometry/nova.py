@@ -27,6 +27,7 @@ from astropy.wcs import WCS
 
 from pipeline.astrometry.blind import BlindHints
 from pipeline.astrometry.errors import (
+    SolverCancelled,
     SolverFailed,
     SolverTimeout,
     SolverUnavailable,
@@ -76,11 +77,13 @@ class NovaClient:
             )
         self.settings = settings
         self.base = settings.base_url.rstrip("/")
+        self._owns_client = client is None
         self._client = client or httpx.Client(timeout=settings.timeout_s, follow_redirects=True)
         self.session: str | None = None
 
     def close(self) -> None:
-        self._client.close()
+        if self._owns_client:
+            self._client.close()
 
     def __enter__(self) -> NovaClient:
         return self
@@ -165,8 +168,10 @@ class NovaClient:
             args["radius"] = float(hints.radius_deg or 1.0)
         if hints.has_scale:
             args.update(
-                scale_units="arcsecperpix", scale_type="ul",
-                scale_lower=float(hints.scale_low), scale_upper=float(hints.scale_high),
+                scale_units="arcsecperpix",
+                scale_type="ul",
+                scale_lower=float(hints.scale_low),
+                scale_upper=float(hints.scale_high),
             )
         return args
 
@@ -209,15 +214,13 @@ class NovaClient:
     def job_status(self, job_id: int) -> str:
         return str(self._json("GET", f"api/jobs/{job_id}").get("status", ""))
 
-    def wait_for_job(
-        self, subid: int, cancelled: Callable[[], bool] | None = None
-    ) -> int:
+    def wait_for_job(self, subid: int, cancelled: Callable[[], bool] | None = None) -> int:
         """Poll until the submission's job has finished; returns the job id if it solved."""
         deadline = time.monotonic() + self.settings.max_wait_s
         job_id: int | None = None
         while True:
             if cancelled is not None and cancelled():
-                raise SolverFailed("nova.astrometry.net solve cancelled")
+                raise SolverCancelled("the nova.astrometry.net solve was cancelled")
             if job_id is None:
                 status = self.submission(subid)
                 if status.get("error_message"):

@@ -7,7 +7,6 @@ must also have enough matches and a small residual RMS.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from pipeline.astrometry.sources import (
     reference_stars,
     select_detections,
 )
+from pipeline.astrometry.wcsfile import pixel_to_sky, sky_to_pixel
 
 MIN_SIGNIFICANCE = 5.0  # matched count above chance, in Poisson sigmas
 CHECK_STARS = 1000  # brightest detections used by the check
@@ -83,13 +83,13 @@ def check_solution(
     # only catalogue stars about as many as the detections can be told apart from chance
     n_ref = min(len(refs), 3 * max(len(det), 1))
     ref_xy = np.c_[rx, ry][:n_ref]
-    det_i, ref_i, distance = match_nearest(det.xy, ref_xy, radius_px)
+    det_i, _, distance = match_nearest(det.xy, ref_xy, radius_px)
     area = float(shape[0] * shape[1])
     expected = len(det) * n_ref * np.pi * radius_px**2 / area
     scale_arcsec = pixel_scale_deg(wcs, shape) * 3600.0
     rms = float(np.sqrt(np.mean(distance**2)) * scale_arcsec) if len(distance) else float("nan")
     significance = (len(det_i) - expected) / np.sqrt(expected + 1.0)
-    report = QualityReport(True, int(len(det_i)), float(expected), rms, float(radius_px))
+    report = QualityReport(True, len(det_i), float(expected), rms, float(radius_px))
     if len(det) == 0 or n_ref == 0:
         report.accepted = False
         report.reason = (
@@ -138,10 +138,8 @@ def wcs_grid_difference(
     """
     ny, nx = shape
     gx, gy = np.meshgrid(np.linspace(0, nx - 1, n), np.linspace(0, ny - 1, n))
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        ra, dec = reference.all_pix2world(gx.ravel(), gy.ravel(), 0)
-        x, y = wcs.all_world2pix(ra, dec, 0, quiet=True)
+    ra, dec = pixel_to_sky(reference, gx.ravel(), gy.ravel())
+    x, y = sky_to_pixel(wcs, ra, dec)
     distance = np.hypot(x - gx.ravel(), y - gy.ravel())
     return float(np.sqrt(np.mean(distance**2))), float(np.max(distance))
 
@@ -189,22 +187,50 @@ def plot_residual_map(
     typical = max(robust_sigma(np.hypot(dx, dy)) * 2, 0.05) if len(matches) else 1.0
     magnify = 0.025 * max(nx, ny) / typical
     left.quiver(
-        matches["x"], matches["y"], dx * magnify, dy * magnify, angles="xy", scale_units="xy",
-        scale=1, color="0.55", alpha=0.6, width=0.0015,
+        matches["x"],
+        matches["y"],
+        dx * magnify,
+        dy * magnify,
+        angles="xy",
+        scale_units="xy",
+        scale=1,
+        color="0.55",
+        alpha=0.6,
+        width=0.0015,
     )
     cx, cy, mdx, mdy, _ = binned_residuals(matches, shape)
     good = np.isfinite(mdx)
     left.quiver(
-        cx[good], cy[good], mdx[good] * magnify * 4, mdy[good] * magnify * 4, angles="xy",
-        scale_units="xy", scale=1, color="tab:red", width=0.005,
+        cx[good],
+        cy[good],
+        mdx[good] * magnify * 4,
+        mdy[good] * magnify * 4,
+        angles="xy",
+        scale_units="xy",
+        scale=1,
+        color="tab:red",
+        width=0.005,
     )
     key = typical
     left.quiver(
-        [0.05 * nx], [-0.08 * ny], [key * magnify], [0], angles="xy", scale_units="xy",
-        scale=1, color="0.4", width=0.003, clip_on=False,
+        [0.05 * nx],
+        [-0.08 * ny],
+        [key * magnify],
+        [0],
+        angles="xy",
+        scale_units="xy",
+        scale=1,
+        color="0.4",
+        width=0.003,
+        clip_on=False,
     )
-    left.text(0.05 * nx, -0.13 * ny, f"{key:.2f} px (grey), {key / 4:.2f} px (red medians)",
-              fontsize=8, clip_on=False)
+    left.text(
+        0.05 * nx,
+        -0.13 * ny,
+        f"{key:.2f} px (grey), {key / 4:.2f} px (red medians)",
+        fontsize=8,
+        clip_on=False,
+    )
     left.set_xlim(0, nx)
     left.set_ylim(0, ny)
     left.set_aspect("equal")
@@ -219,12 +245,12 @@ def plot_residual_map(
         limit = 4 * rms
         right.set_xlim(-limit, limit)
         right.set_ylim(-limit, limit)
+        right.legend(loc="upper right", fontsize=8)
     right.axhline(0, color="0.8", lw=0.8)
     right.axvline(0, color="0.8", lw=0.8)
     right.set_aspect("equal")
     right.set_xlabel("ΔRA cos δ (arcsec)")
     right.set_ylabel("ΔDec (arcsec)")
     right.set_title(f"{solution.n_matches} matches, RMS {rms:.3f}″ ({solution.rms_px:.3f} px)")
-    right.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

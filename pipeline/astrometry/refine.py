@@ -7,8 +7,8 @@
 3. Iterate: project the catalogue through the current WCS, pair every usable
    detection with its nearest catalogue star inside a radius, fit TAN-SIP
    (:func:`pipeline.astrometry.fit.fit_tan_sip`) with outliers clipped, and
-   shrink the radius to a few times the measured scatter. Stop when the pairs
-   no longer change.
+   set the radius to a few times the measured scatter (shrinking it from the
+   tolerance as the fit improves). Stop when the pairs no longer change.
 """
 
 from __future__ import annotations
@@ -134,8 +134,11 @@ def refine_wcs(
     )
     log.info(
         "alignment: rotation %.3f°, scale %.4f, shift (%.1f, %.1f) px, %d pairs (%.1f σ)",
-        alignment.rotation_deg, alignment.scale, *alignment.shift,
-        len(alignment.det_index), alignment.significance,
+        alignment.rotation_deg,
+        alignment.scale,
+        *alignment.shift,
+        len(alignment.det_index),
+        alignment.significance,
     )
     n_keep_ref = max(REFERENCE_PER_DETECTION * len(det), 1000)
     refs, ref_x, ref_y = refs.subset(slice(0, n_keep_ref)), ref_x[:n_keep_ref], ref_y[:n_keep_ref]
@@ -147,8 +150,14 @@ def refine_wcs(
     )
     order = _fitted_order(current)
     matches = residual_table(
-        current, det.x[det_i], det.y[det_i], refs.ra[ref_i], refs.dec[ref_i],
-        object_index=det.index[det_i], catalog_index=refs.index[ref_i], mag=refs.mag[ref_i],
+        current,
+        det.x[det_i],
+        det.y[det_i],
+        refs.ra[ref_i],
+        refs.dec[ref_i],
+        object_index=det.index[det_i],
+        catalog_index=refs.index[ref_i],
+        mag=refs.mag[ref_i],
     )
     if len(matches) < settings.min_matches:
         raise PoorSolutionError(
@@ -199,8 +208,14 @@ def matches_for_wcs(
             break
         det_i, ref_i, distance = det_i[keep], ref_i[keep], distance[keep]
     matches = residual_table(
-        wcs, det.x[det_i], det.y[det_i], refs.ra[ref_i], refs.dec[ref_i],
-        object_index=det.index[det_i], catalog_index=refs.index[ref_i], mag=refs.mag[ref_i],
+        wcs,
+        det.x[det_i],
+        det.y[det_i],
+        refs.ra[ref_i],
+        refs.dec[ref_i],
+        object_index=det.index[det_i],
+        catalog_index=refs.index[ref_i],
+        mag=refs.mag[ref_i],
     )
     return AstrometrySolution(
         wcs=wcs,
@@ -230,8 +245,12 @@ def _clipped_fit(det, refs, det_i, ref_i, order, shape):
     for _ in range(3):
         use_order = highest_order(int(keep.sum()), order)
         wcs = fit_tan_sip(
-            det.x[det_i[keep]], det.y[det_i[keep]], refs.ra[ref_i[keep]], refs.dec[ref_i[keep]],
-            sip_order=use_order, shape=shape,
+            det.x[det_i[keep]],
+            det.y[det_i[keep]],
+            refs.ra[ref_i[keep]],
+            refs.dec[ref_i[keep]],
+            sip_order=use_order,
+            shape=shape,
         )
         predicted = _project(wcs, refs.subset(ref_i))
         distance = np.hypot(*(predicted - det.xy[det_i]).T)
@@ -243,8 +262,13 @@ def _clipped_fit(det, refs, det_i, ref_i, order, shape):
     return wcs, det_i[keep], ref_i[keep], sigma
 
 
-def _iterate(det: Detections, refs: ReferenceStars, shape, det_i, ref_i, radius, order):
-    """Match, clip-fit and shrink the radius until the pairs settle."""
+def _iterate(det: Detections, refs: ReferenceStars, shape, det_i, ref_i, tolerance, order):
+    """Match, clip-fit and set the radius from the scatter until the pairs settle.
+
+    The radius follows the measured scatter but never exceeds ``tolerance``, so
+    stars left out early (e.g. in distorted corners) join once the fit reaches them.
+    """
+    radius = tolerance
     iterations = 0
     wcs = None
     previous: tuple[bytes, bytes] | None = None
@@ -257,8 +281,8 @@ def _iterate(det: Detections, refs: ReferenceStars, shape, det_i, ref_i, radius,
                 "the detection list"
             )
         step_order = 1 if iterations == 1 else order
-        wcs, fit_det, fit_ref, sigma = _clipped_fit(det, refs, det_i, ref_i, step_order, shape)
-        radius = float(np.clip(RADIUS_SIGMA * sigma, MIN_RADIUS_PX, radius))
+        wcs, _, _, sigma = _clipped_fit(det, refs, det_i, ref_i, step_order, shape)
+        radius = float(np.clip(RADIUS_SIGMA * sigma, MIN_RADIUS_PX, tolerance))
         det_i, ref_i, _ = match_nearest(det.xy, _project(wcs, refs), radius)
         state = (det_i.tobytes(), ref_i.tobytes())
         if state == previous and step_order == order:

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,11 @@ from pipeline.astrometry.errors import (
     SolverTimeout,
     SolverUnavailable,
 )
-from pipeline.astrometry.refine import matches_for_wcs, no_reference_message
+from pipeline.astrometry.refine import (
+    REFERENCE_PER_DETECTION,
+    matches_for_wcs,
+    no_reference_message,
+)
 from pipeline.astrometry.solution import AstrometrySolution
 from pipeline.astrometry.sources import (
     Detections,
@@ -41,6 +46,7 @@ from pipeline.astrometry.sources import (
     select_detections,
 )
 from pipeline.astrometry.wcsfile import wcs_from_header, wcs_header
+from pipeline.wcs_header import sanitize_wcs_header
 
 log = logging.getLogger("skysift.astrometry")
 
@@ -68,17 +74,28 @@ def scamp_available(program: str = SCAMP) -> bool:
     return shutil.which(program) is not None
 
 
-def ldac_hdus(header: fits.Header, table: Table) -> fits.HDUList:
-    """A FITS-LDAC file: the image header as text cards in LDAC_IMHEAD, then LDAC_OBJECTS."""
-    text = header.tostring(endcard=True, padding=True)
-    card_column = fits.Column(
-        name="Field Header Card", format=f"{len(text)}A", array=np.array([text])
+def write_ldac(path: Path, header: fits.Header, table: Table) -> None:
+    """Write a FITS-LDAC file: the header as 80-character cards in LDAC_IMHEAD, then LDAC_OBJECTS.
+
+    astropy pads strings with NUL bytes, which turns the blanks after the END
+    card into NULs; SCAMP crashes on that, so the card block is written back
+    byte for byte after astropy has laid out the file.
+    """
+    text = header.tostring(endcard=True, padding=False).encode("ascii")
+    column = fits.Column(
+        name="Field Header Card", format=f"{len(text)}A", array=np.array([text], f"S{len(text)}")
     )
-    imhead = fits.BinTableHDU.from_columns([card_column], name="LDAC_IMHEAD")
+    imhead = fits.BinTableHDU.from_columns([column], name="LDAC_IMHEAD")
     imhead.header["TDIM1"] = f"(80, {len(text) // 80})"
     objects = fits.table_to_hdu(table)
     objects.name = "LDAC_OBJECTS"
-    return fits.HDUList([fits.PrimaryHDU(), imhead, objects])
+    buffer = BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), imhead, objects]).writeto(buffer)
+    with fits.open(BytesIO(buffer.getvalue())) as written:
+        start = written[1].fileinfo()["datLoc"]
+    raw = bytearray(buffer.getvalue())
+    raw[start : start + len(text)] = text
+    Path(path).write_bytes(bytes(raw))
 
 
 def _image_header(wcs: WCS, shape: tuple[int, int]) -> fits.Header:
@@ -92,6 +109,16 @@ def _image_header(wcs: WCS, shape: tuple[int, int]) -> fits.Header:
     header.update(wcs_header(wcs))
     for key in ("IMAGEW", "IMAGEH"):
         header.remove(key, ignore_missing=True)
+    return header
+
+
+def _reference_header() -> fits.Header:
+    header = fits.Header()
+    header["SIMPLE"] = True
+    header["BITPIX"] = 8
+    header["NAXIS"] = 2
+    header["NAXIS1"] = 1
+    header["NAXIS2"] = 1
     return header
 
 
@@ -150,7 +177,10 @@ def _reference_table(refs: ReferenceStars, epoch: float) -> Table:
 
 
 def scamp_command(
-    catalog: Path, reference: Path, settings: ScampSettings, scale_arcsec: float,
+    catalog: Path,
+    reference: Path,
+    settings: ScampSettings,
+    scale_arcsec: float,
     program: str = SCAMP,
 ) -> list[str]:
     """SCAMP command line: our catalogue against a local reference file, TPV output."""
@@ -216,21 +246,28 @@ def refine_with_scamp(
     det = select_detections(objects, settings.max_stars)
     scale_arcsec = pixel_scale_deg(wcs, shape) * 3600.0
     margin = settings.max_offset_arcsec / scale_arcsec + 10.0
-    refs, _, _ = project_to_pixels(reference_stars(catalog, settings.mag_column), wcs, shape, margin)
+    refs, _, _ = project_to_pixels(
+        reference_stars(catalog, settings.mag_column), wcs, shape, margin
+    )
+    refs = refs.subset(slice(0, max(REFERENCE_PER_DETECTION * len(det), 1000)))
     if len(refs) < 3 or len(det) < 3:
         raise NoMatchError(no_reference_message(len(det), len(refs)))
     with tempfile.TemporaryDirectory(prefix="skysift-scamp-", dir=work_dir) as tmp:
         folder = Path(tmp)
         objects_path, reference_path = folder / "objects.ldac", folder / "reference.ldac"
-        ldac_hdus(_image_header(wcs, shape), _object_table(det, objects)).writeto(objects_path)
-        ldac_hdus(fits.Header(), _reference_table(refs, settings.reference_epoch)).writeto(
-            reference_path
+        write_ldac(objects_path, _image_header(wcs, shape), _object_table(det, objects))
+        write_ldac(
+            reference_path, _reference_header(), _reference_table(refs, settings.reference_epoch)
         )
         command = scamp_command(objects_path, reference_path, settings, scale_arcsec, program)
         try:
             result = subprocess.run(
-                command, cwd=folder, capture_output=True, text=True,
-                timeout=SCAMP_TIMEOUT_S, check=False,
+                command,
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=SCAMP_TIMEOUT_S,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise SolverTimeout(f"SCAMP did not finish within {SCAMP_TIMEOUT_S} s") from exc
@@ -248,11 +285,17 @@ def refine_with_scamp(
 
 def _read_head(path: Path, shape: tuple[int, int]) -> WCS:
     """The WCS in SCAMP's ``.head`` file (text cards, TPV distortion)."""
-    text = path.read_text(errors="replace")
-    cards = [line.ljust(80)[:80] for line in text.splitlines() if line.strip()]
+    text = path.read_bytes().decode("ascii", errors="replace").replace("\ufffd", "?")
+    # SCAMP's COMMENT/HISTORY lines carry non-ASCII text that astropy's WCS rejects
+    cards = [
+        line.ljust(80)[:80]
+        for line in text.splitlines()
+        if line.strip() and not line.startswith(("COMMENT", "HISTORY"))
+    ]
     header = fits.Header.fromstring("".join(cards))
     header["NAXIS"] = 2
     header["NAXIS1"], header["NAXIS2"] = int(shape[1]), int(shape[0])
+    header, _ = sanitize_wcs_header(header)  # SCAMP's TAN + PV polynomial is TPV
     wcs = wcs_from_header(header)
     wcs.pixel_shape = (int(shape[1]), int(shape[0]))
     return wcs

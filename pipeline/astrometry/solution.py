@@ -77,6 +77,16 @@ class AstrometrySolution:
             return float(np.sqrt(abs(np.linalg.det(self.wcs.pixel_scale_matrix))) * 3600)
         return pixel_scale_deg(self.wcs, shape) * 3600.0
 
+    def fits_cards(self) -> dict[str, tuple[Any, str]]:
+        """Header cards describing the fit, for ``write_wcs_file(..., extra=...)``."""
+        rms = self.rms_arcsec
+        return {
+            "ASTRMETH": (self.method[:60], "how the astrometric solution was found"),
+            "ASTRNMAT": (int(self.n_matches), "stars matched to the reference catalogue"),
+            "ASTRRMS": (round(rms, 5) if np.isfinite(rms) else -1.0, "[arcsec] residual RMS"),
+            "ASTRSIPO": (int(self.sip_order), "distortion order of the fit"),
+        }
+
     def summary(self) -> dict[str, Any]:
         """Plain JSON-serialisable numbers for the step result."""
         ra, dec = (float(v) for v in self.wcs.wcs.crval)
@@ -152,4 +162,3 @@ def residual_table(
             "sep": angular_distance(ra_det, dec_det, ra, dec) * 3600.0,
         }
     )
-

@@ -11,8 +11,10 @@ import re
 import warnings
 from typing import Any
 
+import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
+from numpy.typing import ArrayLike, NDArray
 
 from pipeline.astrometry.errors import AstrometryError
 from pipeline.fitsio import write_atomic
@@ -55,9 +57,7 @@ def wcs_header(wcs: WCS, extra: dict[str, Any] | None = None) -> fits.Header:
     return header
 
 
-def write_wcs_file(
-    wcs: WCS, path: str | os.PathLike, extra: dict[str, Any] | None = None
-) -> None:
+def write_wcs_file(wcs: WCS, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
     """Write ``wcs`` as a header-only FITS file (``image.wcs``), atomically.
 
     Parameters
@@ -100,6 +100,36 @@ def wcs_from_header(header: fits.Header) -> WCS:
     if width and height and wcs.pixel_shape is None:
         wcs.pixel_shape = (int(width), int(height))
     return wcs
+
+
+def pixel_to_sky(wcs: WCS, x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray]:
+    """RA, Dec (degrees) of 0-based pixel positions, distortions included."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        ra, dec = wcs.all_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
+    return ra, dec
+
+
+def sky_to_pixel(
+    wcs: WCS, ra: ArrayLike, dec: ArrayLike, tolerance: float = 1e-8
+) -> tuple[NDArray, NDArray]:
+    """0-based pixel positions of sky positions, inverted to ``tolerance`` pixels.
+
+    astropy inverts SIP/TPV distortions iteratively with a 1e-4 pixel
+    tolerance by default; this asks for a far tighter one so that pixel →
+    sky → pixel round trips are exact for any use.
+    """
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        x, y = wcs.all_world2pix(
+            np.asarray(ra, float),
+            np.asarray(dec, float),
+            0,
+            tolerance=tolerance,
+            maxiter=100,
+            quiet=True,
+        )
+    return x, y
 
 
 def apply_wcs(header: fits.Header, wcs: WCS, extra: dict[str, Any] | None = None) -> fits.Header:

@@ -68,13 +68,18 @@ def read_cached(path: Path) -> Table | None:
     return table
 
 
-def write_cached(path: Path, table: Table, key: str) -> None:
+def cached_warnings(table: Table) -> list[str]:
+    """The warnings stored with a cached answer (e.g. a truncated VizieR answer)."""
+    return list(json.loads(table.meta.get("WARNINGS", "[]")))
+
+
+def write_cached(path: Path, table: Table, key: str, warnings: list[str] | None = None) -> None:
     """Store a non-empty table atomically; failures are logged, not raised."""
     if len(table) == 0:
         return
     stored = table.copy(copy_data=False)
-    # keep FITS headers simple: the key goes into one long-string card
-    stored.meta = {"CACHEKEY": key}
+    # keep FITS headers simple: key and warnings go into long-string cards
+    stored.meta = {"CACHEKEY": key, "WARNINGS": json.dumps(warnings or [])}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".fits")

@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from pipeline.catalogs.cache import cache_key, cache_path, read_cached, write_cached
+from pipeline.catalogs.cache import (
+    cache_key,
+    cache_path,
+    cached_warnings,
+    read_cached,
+    write_cached,
+)
 from pipeline.catalogs.cone import Cone, check_cone, in_cone, snap_cone
 from pipeline.catalogs.definitions import (
     DEC_COLUMN,
@@ -114,6 +120,8 @@ def get_catalog(
     mag_limit = _check_limit(mag_limit)
     if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
         raise CatalogError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(row_limit, bool) or not isinstance(row_limit, int) or row_limit == 0:
+        raise CatalogError(f"row_limit must be a positive integer or -1, got {row_limit!r}")
     warnings: list[str] = []
     if local_file is not None:
         table = _from_file(local_file, definition, mag_limit)
@@ -126,7 +134,7 @@ def get_catalog(
             cache_dir=cache_dir,
             timeout=float(timeout),
             server_url=server_url,
-            row_limit=int(row_limit),
+            row_limit=row_limit,
             warnings=warnings,
             logger=logger,
         )
@@ -217,7 +225,8 @@ def _from_vizier(
         cached = read_cached(path)
         if cached is not None:
             logger.info("%s: %d stars from the cache (%s)", definition.key, len(cached), path.name)
-            cached.meta["source"] = f"cache:{path}"
+            warnings.extend(cached_warnings(cached))
+            cached.meta = {"source": f"cache:{path}"}
             return cached
     started = time.monotonic()
     answer = query_vizier(
@@ -243,7 +252,7 @@ def _from_vizier(
         time.monotonic() - started,
     )
     if path is not None and len(table):
-        write_cached(path, table, key)
+        write_cached(path, table, key, answer.warnings)
     table.meta["source"] = f"vizier:{server_url}"
     return table
 

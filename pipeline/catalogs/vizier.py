@@ -34,6 +34,8 @@ DEFAULT_VIZIER_URL = "https://vizier.cds.unistra.fr"
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_ROW_LIMIT = 200_000
 MAX_ERROR_LINES = 4
+# Words in a VizieR error that blame the query (retrying cannot help) rather than the service.
+REFUSAL_WORDS = ("unknown column", "constraint", "syntax")
 
 
 @dataclass
@@ -118,9 +120,10 @@ def query_vizier(
     ------
     ServiceUnavailable
         The server is unreachable, too slow, answers HTTP 5xx, something that is not a
-        VOTable, or a VOTable reporting an error.
+        VOTable, or a VOTable reporting an error of its own.
     CatalogError
-        The server answers HTTP 4xx (wrong URL) or the URL is malformed.
+        The server answers HTTP 4xx (wrong URL), the URL is malformed, or VizieR
+        refuses the query itself (an unknown column in ``filters``).
     """
     import requests
     from astropy import units as u
@@ -188,7 +191,12 @@ def _parse_answer(content: bytes, definition: CatalogDefinition, where: str) -> 
     infos = list(_all_infos(document))
     errors = _error_notices(infos)
     if errors:
-        raise ServiceUnavailable(f"{where} reported an error: {'; '.join(errors)}")
+        text = "; ".join(errors)
+        if any(word in text.lower() for word in REFUSAL_WORDS):  # our query, not the service
+            raise CatalogError(
+                f"{where} refused the query: {text}; check the extra column constraints"
+            )
+        raise ServiceUnavailable(f"{where} reported an error: {text}")
     warnings = []
     if any(_is_status(info, "OVERFLOW") for info in infos):
         warnings.append(

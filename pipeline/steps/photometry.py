@@ -28,7 +28,12 @@ from pipeline.flags import ObjectFlag
 from pipeline.fwhm import FwhmConfig, FwhmResult, core_fwhm, fixed_fwhm, measure_fwhm
 from pipeline.masking import MaskBit
 from pipeline.measurement import MeasurementConfig, measure_positions
-from pipeline.prefilter import MIN_TRAINING, PrefilterConfig, flag_outliers, save_prefilter, train_prefilter
+from pipeline.prefilter import (
+    PrefilterConfig,
+    flag_outliers,
+    save_prefilter,
+    train_prefilter,
+)
 from pipeline.steps.base import (
     IMAGE_FILE,
     MASK_FILE,
@@ -235,7 +240,10 @@ def run(ctx: StepContext, config: PhotometryConfig) -> StepResult:
     background = detection.background
     ctx.log.info(
         "%d objects detected; background %.5g, noise %.4g (mesh %d px)",
-        len(objects), background.global_level, background.global_rms, background.mesh,
+        len(objects),
+        background.global_level,
+        background.global_rms,
+        background.mesh,
     )
     lap("detection")
 
@@ -247,17 +255,30 @@ def run(ctx: StepContext, config: PhotometryConfig) -> StepResult:
     objects["fwhm_used"] = fwhm.used
     ctx.log.info(
         "FWHM %.3f px (%.3f–%.3f over the field) from %d stars",
-        fwhm.fwhm, fwhm.fwhm_min, fwhm.fwhm_max, int(fwhm.used.sum()),
+        fwhm.fwhm,
+        fwhm.fwhm_min,
+        fwhm.fwhm_max,
+        int(fwhm.used.sum()),
     )
     lap("fwhm")
 
     ctx.progress(0.5, "aperture photometry")
     radius = config.rel_aper * fwhm.fwhm
     table = measure_positions(
-        image, objects, fwhm=fwhm.fwhm, mask=mask, background=background.level,
-        noise=background.rms, gain=gain, rel_aper=config.rel_aper, rel_bg1=config.rel_bg1,
-        rel_bg2=config.rel_bg2, sn_min=config.sn, segmentation=detection.segmentation,
-        min_annulus_fraction=config.min_annulus_fraction, wcs=wcs,
+        image,
+        objects,
+        fwhm=fwhm.fwhm,
+        mask=mask,
+        background=background.level,
+        noise=background.rms,
+        gain=gain,
+        rel_aper=config.rel_aper,
+        rel_bg1=config.rel_bg1,
+        rel_bg2=config.rel_bg2,
+        sn_min=config.sn,
+        segmentation=detection.segmentation,
+        min_annulus_fraction=config.min_annulus_fraction,
+        wcs=wcs,
     )
     if len(table) == 0:
         raise StepError(
@@ -332,4 +353,3 @@ def run(ctx: StepContext, config: PhotometryConfig) -> StepResult:
         "seconds": timing,
     }
     return StepResult(summary=summary, files=files, warnings=warn)
-

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import PASSWORD, live_client
+
 pytestmark = pytest.mark.browser
 
 
@@ -11,7 +13,14 @@ def test_upload_inspect_and_view(live_server, browser, real_data, output_dir):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A new portal asks for its first (administrator) account.
     page.goto(f"{live_server}/tasks/")
+    page.wait_for_url("**/setup")
+    page.fill("input[name=username]", "astro")
+    page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/tasks/")
     page.fill("#upload-title", "SAAO raw frame")
     page.set_input_files("#file-input", str(real_data / "saao1m_raw_a8280271.fits"))
     page.wait_for_url("**/tasks/1", timeout=30_000)
@@ -46,18 +55,18 @@ def test_upload_inspect_and_view(live_server, browser, real_data, output_dir):
 def test_custom_mask_drawn_in_js9_is_used_by_inspection(
     live_server, browser, real_data, output_dir
 ):
-    import httpx
-
-    with httpx.Client(base_url=live_server) as client:
-        client.get("/tasks/")
-        client.headers["x-csrftoken"] = client.cookies["csrftoken"]
-        content = (real_data / "saao1m_raw_a8280271.fits").read_bytes()
-        task_id = client.post(
-            "/tasks/upload",
-            content=content,
-            headers={"x-filename": "saao.fits", "accept": "application/json"},
-        ).json()["id"]
-    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    client = live_client(live_server)
+    content = (real_data / "saao1m_raw_a8280271.fits").read_bytes()
+    task_id = client.post(
+        "/tasks/upload",
+        content=content,
+        headers={"x-filename": "saao.fits", "accept": "application/json"},
+    ).json()["id"]
+    context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+    context.add_cookies(
+        [{"name": c.name, "value": c.value, "url": live_server} for c in client.cookies.jar]
+    )
+    page = context.new_page()
     page.goto(f"{live_server}/tasks/{task_id}/view/image.fits")
     page.wait_for_selector("#viewer-status[data-loaded='1']", timeout=60_000)
     page.evaluate(
@@ -68,15 +77,14 @@ def test_custom_mask_drawn_in_js9_is_used_by_inspection(
     assert "1 region" in page.inner_text("#mask-status")
     page.screenshot(path=str(output_dir / "mask-editor-phone.png"), full_page=True)
 
-    with httpx.Client(base_url=live_server) as client:
-        saved = client.get(f"/tasks/{task_id}/mask/").json()
-        assert saved["regions"] == [
-            {"shape": "box", "x": 100.5, "y": 200.5, "width": 40, "height": 20, "angle": 0}
-        ]
+    saved = client.get(f"/tasks/{task_id}/mask/").json()
+    assert saved["regions"] == [
+        {"shape": "box", "x": 100.5, "y": 200.5, "width": 40, "height": 20, "angle": 0}
+    ]
     page.goto(f"{live_server}/tasks/{task_id}")
     page.click("#step-inspect button.run")
     page.wait_for_selector("#step-inspect[data-state='done']", timeout=120_000)
-    with httpx.Client(base_url=live_server) as client:
-        summary = client.get(f"/api/tasks/{task_id}").json()["steps"]["inspect"]["summary"]
+    summary = client.get(f"/api/tasks/{task_id}").json()["steps"]["inspect"]["summary"]
     # A 40×20 box with its edges between pixels covers exactly 800 pixel centres.
     assert summary["mask_counts"]["custom"] == 800, summary["mask_counts"]
+    client.close()

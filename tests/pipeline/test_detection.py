@@ -126,7 +126,7 @@ def test_cosmic_rays_flagged_footprint_masked(detected):
 
 
 def test_custom_mask_excluded(detected):
-    sky, mask, result = detected
+    _, mask, result = detected
     custom = (mask & MaskBit.CUSTOM) != 0
     # Nothing is detected on custom-masked pixels ...
     assert not np.any(result.segmentation[custom])

@@ -95,7 +95,7 @@ def gaussian_stamp(fwhm: float, dx: float, dy: float, half: int = 8) -> np.ndarr
 @pytest.mark.parametrize("fwhm", [2.0, 3.0, 5.0])
 def test_profile_fit_corrects_pixelisation(fwhm):
     stamp = 1e5 * gaussian_stamp(fwhm, 0.3, -0.2)
-    measured, beta, ellipticity = fit_moffat_fwhm(stamp, 0.3, -0.2, fwhm * 1.2)
+    measured, _, ellipticity = fit_moffat_fwhm(stamp, 0.3, -0.2, fwhm * 1.2)
     assert measured == pytest.approx(fwhm, rel=0.01)
     assert ellipticity < 0.01
     # The raw core estimate sees the pixel-broadened profile.

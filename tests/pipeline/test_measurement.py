@@ -50,8 +50,12 @@ def measured(request):
         data, objects["x"].data, objects["y"].data, fwhm, mask != 0
     )
     common = dict(
-        fwhm=fwhm, mask=mask, background=detection.background.level,
-        noise=detection.background.rms, gain=truth.gain, segmentation=detection.segmentation,
+        fwhm=fwhm,
+        mask=mask,
+        background=detection.background.level,
+        noise=detection.background.rms,
+        gain=truth.gain,
+        segmentation=detection.segmentation,
         wcs=truth.wcs,
     )
     small = measure_positions(sky.image, objects, sn_min=5, **common)
@@ -92,8 +96,10 @@ def match_bright(sky, table, radius):
         star = index[row]
         near = tree.query_ball_point([stars["x"][star], stars["y"][star]], radius + 5)
         others = [n for n in near if n != star]
-        good[row] = bool(stars["in_image"][star]) and not stars["saturated"][star] and all(
-            flux[n] < 0.02 * flux[star] for n in others
+        good[row] = (
+            bool(stars["in_image"][star])
+            and not stars["saturated"][star]
+            and all(flux[n] < 0.02 * flux[star] for n in others)
         )
     return good, index
 
@@ -116,8 +122,11 @@ def test_total_flux_within_1_percent(measured):
     # quadratic surface in x, y (what the spatial zero point absorbs in calibration),
     # fitted to the growth (1·FWHM / 6·FWHM flux) of the bright stars above.
     small_row = {int(i): k for k, i in enumerate(small["id"])}
-    pairs = [(small_row[int(i)], k) for k, i in zip(np.flatnonzero(good), large["id"][good])
-             if int(i) in small_row and small["flags"][small_row[int(i)]] == 0]
+    pairs = [
+        (small_row[int(i)], k)
+        for k, i in zip(np.flatnonzero(good), large["id"][good], strict=True)
+        if int(i) in small_row and small["flags"][small_row[int(i)]] == 0
+    ]
     rows, wide_rows = np.array(pairs).T
     growth = np.asarray(small["flux"][rows] / large["flux"][wide_rows])
 
@@ -258,8 +267,12 @@ def test_eso_emmi_matches_sextractor_aperture_flux():
     detection = detect_objects(image, None, DetectionConfig(bg_size=64))
     positions = np.c_[catalogue["X_IMAGE"] - 1, catalogue["Y_IMAGE"] - 1]
     table = measure_positions(
-        image, positions, fwhm=5.0, rel_aper=1.0,
-        background=detection.background.level, noise=detection.background.rms,
+        image,
+        positions,
+        fwhm=5.0,
+        rel_aper=1.0,
+        background=detection.background.level,
+        noise=detection.background.rms,
         segmentation=detection.segmentation,
     )
     clean = np.asarray(catalogue["FLAGS"]) == 0

@@ -40,13 +40,25 @@ def trained():
     objects["x"], objects["y"] = x, y
     sn = np.asarray(objects["flux_auto"] / objects["fluxerr_auto"])
     fwhm = measure_fwhm(
-        data, x, y, sn, np.asarray(objects["flags"]), guess, FwhmConfig(),
+        data,
+        x,
+        y,
+        sn,
+        np.asarray(objects["flags"]),
+        guess,
+        FwhmConfig(),
         noise=detection.background.global_rms,
     )
     objects["fwhm"] = fwhm.per_object
     table = measure_positions(
-        sky.image, objects, fwhm=fwhm.fwhm, mask=mask, background=detection.background.level,
-        noise=detection.background.rms, gain=truth.gain, sn_min=5,
+        sky.image,
+        objects,
+        fwhm=fwhm.fwhm,
+        mask=mask,
+        background=detection.background.level,
+        noise=detection.background.rms,
+        gain=truth.gain,
+        sn_min=5,
         segmentation=detection.segmentation,
     )
     model = train_prefilter(table, fwhm.fwhm_map)
@@ -62,9 +74,7 @@ def kinds(sky, table):
     galaxy_distance, _ = cKDTree(np.c_[galaxies["x"], galaxies["y"]]).query(xy)
     cy, cx = np.nonzero(sky.truth.cosmic_mask)
     cosmic_distance, _ = cKDTree(np.c_[cx, cy]).query(xy)
-    neighbour, _ = cKDTree(np.c_[stars["x"], stars["y"]]).query(
-        np.c_[stars["x"], stars["y"]], k=2
-    )
+    neighbour, _ = cKDTree(np.c_[stars["x"], stars["y"]]).query(np.c_[stars["x"], stars["y"]], k=2)
     star = (star_distance < 1.0) & (galaxy_distance > 10) & (cosmic_distance > 3)
     isolated_star = star & (neighbour[star_index, 1] > 12) & ~stars["saturated"][star_index]
     galaxy = (galaxy_distance < 3) & (star_distance > 3)
@@ -107,9 +117,15 @@ def test_features_and_missing_columns():
     flat = FwhmMap(np.array([3.0]), 0, (100, 100), 3.0, 3.0)
     table = Table(
         {
-            "x": [10.0, 20.0], "y": [10.0, 20.0], "mag": [-8.0, -9.0], "fwhm": [3.0, np.nan],
-            "flux_radius": [1.5, 1.6], "flux_auto": [1000.0, -5.0], "peak": [100.0, 200.0],
-            "a": [1.2, 1.0], "b": [1.0, 1.0],
+            "x": [10.0, 20.0],
+            "y": [10.0, 20.0],
+            "mag": [-8.0, -9.0],
+            "fwhm": [3.0, np.nan],
+            "flux_radius": [1.5, 1.6],
+            "flux_auto": [1000.0, -5.0],
+            "peak": [100.0, 200.0],
+            "a": [1.2, 1.0],
+            "b": [1.0, 1.0],
         }
     )
     features = feature_matrix(table, flat)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from tests.conftest import wait_for_run
+from tests.conftest import start_session, wait_for_run
 
 
 def fits_bytes(shape=(64, 64), header: dict | None = None) -> bytes:
@@ -77,8 +77,7 @@ def test_upload_over_the_limit_is_refused(settings, tmp_path):
 
     small = configure(data_dir=settings.data_dir, max_upload_mb=1)
     with TestClient(create_app(small)) as client:
-        client.get("/tasks/")
-        client.headers["x-csrftoken"] = client.cookies.get("csrftoken", "")
+        start_session(client, "admin")
         response = upload(client, fits_bytes((1024, 1024)), "big.fits")
     assert response.status_code == 413
     assert "limit" in response.json()["detail"]
@@ -157,7 +156,7 @@ def test_run_inspection_from_the_page_and_rerun_clears(client, settings, real_da
     assert rerun["id"] != run["id"] and rerun["state"] == "done"
 
 
-def test_steps_not_built_offer_no_controls(client):
+def test_steps_not_built_offer_no_controls(client, api):
     from pipeline.steps import STEPS
 
     task_id = upload(client, fits_bytes()).json()["id"]
@@ -167,7 +166,7 @@ def test_steps_not_built_offer_no_controls(client):
             assert "Run " in html
         else:
             assert "not built yet" in html and "<button" not in html
-            response = client.post(f"/api/tasks/{task_id}/steps/{spec.name}", json={})
+            response = client.post(f"/api/tasks/{task_id}/steps/{spec.name}", json={}, headers=api)
             assert response.status_code == 409
 
 

@@ -19,6 +19,7 @@ from jobs.storage import list_task_files
 from jobs.tasks import FitsInputError, create_task
 from pipeline.steps import STEPS, get_step
 from web.access import get_task, visible_tasks_query
+from web.accounts.service import audit
 from web.tasks.routes import receive_upload
 
 
@@ -116,7 +117,8 @@ class ApiController(Controller):
         name, path = await receive_upload(request, get_settings().max_upload_mb * 2**20)
         try:
             with session_scope() as session:
-                task = create_task(session, path, original_name=name)
+                task = create_task(session, path, original_name=name, owner_id=request.user.id)
+                audit(session, request.user, "create_task", f"task:{task.id}", source="api")
                 return _task_out(session, task)
         except FitsInputError as exc:
             raise ClientException(f"{name}: {exc}", status_code=422) from exc
@@ -161,6 +163,15 @@ class ApiController(Controller):
                 run = runner.queue_step(session, task, step)
             except runner.RunRefused as exc:
                 raise ClientException(str(exc), status_code=409) from exc
+            audit(
+                session,
+                request.user,
+                "run_step",
+                f"task:{task_id}",
+                step=step,
+                run=run.id,
+                via="api",
+            )
             return _run_out(run)
 
     @post("/tasks/{task_id:int}/steps/{step:str}/cancel", summary="Cancel the step's active run")
@@ -171,4 +182,5 @@ class ApiController(Controller):
             run = runner.request_cancel(session, task_id, step)
             if run is None:
                 raise ClientException("the step is not queued or running", status_code=409)
+            audit(session, request.user, "cancel_step", f"task:{task_id}", step=step, via="api")
             return {"id": run.id, "state": run.state.value, "cancel_requested": True}

@@ -18,6 +18,7 @@ from jobs.storage import UnsafePathError, is_fits_name, list_task_files, safe_jo
 from jobs.tasks import FitsInputError, create_task
 from pipeline.fitsio import list_hdus
 from web.access import get_task
+from web.accounts.service import audit
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -171,6 +172,16 @@ class ArchiveController(Controller):
                     source_path=f"{data.get('root')}:{relative}",
                     hdu=hdu,
                     title=str(data.get("title", ""))[:250],
+                    owner_id=request.user.id,
+                )
+                audit(
+                    session,
+                    request.user,
+                    "create_task",
+                    f"task:{task.id}",
+                    source="archive",
+                    path=f"{data.get('root')}:{relative}",
+                    hdu=hdu,
                 )
                 task_id = task.id
         except FitsInputError as exc:

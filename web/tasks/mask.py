@@ -14,6 +14,7 @@ from jobs.storage import task_dir
 from pipeline.masking import mask_from_regions, write_custom_mask
 from pipeline.steps.base import CUSTOM_MASK_FILE, CUSTOM_MASK_REGIONS_FILE, IMAGE_FILE
 from web.access import get_task
+from web.accounts.service import audit
 
 MAX_REGIONS = 500
 
@@ -36,6 +37,13 @@ class MaskController(Controller):
         """Validate and store the regions; an empty list removes the custom mask."""
         with session_scope() as session:
             get_task(session, request, task_id, "edit")
+            audit(
+                session,
+                request.user,
+                "save_mask",
+                f"task:{task_id}",
+                regions=len(data.get("regions") or []),
+            )
         folder = task_dir(task_id)
         regions = data.get("regions")
         invert = bool(data.get("invert", False))

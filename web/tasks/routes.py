@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from litestar import Controller, Request, get, post
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import ClientException, HTTPException
+from litestar.exceptions import ClientException, HTTPException, PermissionDeniedException
 from litestar.params import Body
 from litestar.response import Redirect, Template
 from sqlalchemy import func, or_
@@ -21,14 +21,16 @@ from sqlmodel import Session, col, select
 
 from jobs import runner
 from jobs.db import session_scope
-from jobs.models import StepRun, Task
+from jobs.models import StepRun, Task, TaskShare
 from jobs.settings import get_settings
 from jobs.storage import remove_task_dir
 from jobs.tasks import FitsInputError, create_task, staging_file
 from pipeline.simulate import SkyConfig, simulate_sky, write_simulation
 from pipeline.steps import get_step
-from web.access import get_task, visible_tasks_query
-from web.forms import parse_form
+from web.access import can_manage, get_task, visible_tasks_query
+from web.accounts.service import audit
+from web.forms import changed_from_defaults, parse_form
+from web.tasks.sharing import sharing_context
 from web.tasks.views import all_sections, step_section
 
 DEMO_SIZE = 1024
@@ -92,10 +94,14 @@ def _filtered(query, text: str):
     return query
 
 
-def task_page_context(session: Session, task: Task) -> dict[str, Any]:
+def task_page_context(session: Session, request: Request, task: Task) -> dict[str, Any]:
     runner.fail_stale_runs(task.id)
     runs = runner.latest_runs(session, task.id)
-    return {"task": task, "sections": all_sections(task, runs), "runs": runs}
+    return {
+        **sharing_context(session, request.user, task),
+        "sections": all_sections(task, runs),
+        "runs": runs,
+    }
 
 
 def render_section(
@@ -142,7 +148,10 @@ class TaskController(Controller):
         title = unquote(request.headers.get("x-title", ""))[:250]
         try:
             with session_scope() as session:
-                task = create_task(session, path, original_name=name, title=title)
+                task = create_task(
+                    session, path, original_name=name, title=title, owner_id=request.user.id
+                )
+                audit(session, request.user, "create_task", f"task:{task.id}", source="upload")
                 task_id = task.id
         except FitsInputError as exc:
             raise ClientException(f"{name}: {exc}", status_code=422) from exc
@@ -165,12 +174,14 @@ class TaskController(Controller):
                     original_name=f"simulated_sky_{seed}.fits",
                     title=f"Demo: simulated sky (seed {seed})",
                     source="demo",
+                    owner_id=request.user.id,
                     extra_files={
                         DEMO_CATALOG: paths["catalog"],
                         DEMO_TEMPLATE: paths["template"],
                         DEMO_TRUTH: paths["truth_json"],
                     },
                 )
+                audit(session, request.user, "create_task", f"task:{task.id}", source="demo")
                 task_id = task.id
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -180,7 +191,7 @@ class TaskController(Controller):
     async def detail(self, request: Request, task_id: int) -> Template:
         with session_scope() as session:
             task = get_task(session, request, task_id, "view")
-            return Template("tasks/detail.html", context=task_page_context(session, task))
+            return Template("tasks/detail.html", context=task_page_context(session, request, task))
 
     @post("/{task_id:int}/title", name="tasks.title")
     async def set_title(self, request: Request, task_id: int, data: FormData) -> Template:
@@ -188,17 +199,24 @@ class TaskController(Controller):
             task = get_task(session, request, task_id, "edit")
             task.title = str(data.get("title", ""))[:250]
             session.add(task)
+            audit(session, request.user, "change_title", f"task:{task_id}", title=task.title)
             session.commit()
             return Template("tasks/_title.html", context={"task": task})
 
     @post("/{task_id:int}/delete", name="tasks.delete")
     async def delete(self, request: Request, task_id: int) -> Redirect:
         with session_scope() as session:
-            task = get_task(session, request, task_id, "edit")
+            task = get_task(session, request, task_id, "view")
+            if not can_manage(request.user, task):
+                raise PermissionDeniedException("only the owner or an administrator may delete it")
             if runner.active_run(session, task_id) is not None:
                 raise ClientException("cancel the running step before deleting the task")
             for run in session.exec(select(StepRun).where(StepRun.task_id == task_id)).all():
                 session.delete(run)
+            for share in session.exec(select(TaskShare).where(TaskShare.task_id == task_id)).all():
+                session.delete(share)
+            audit(session, request.user, "delete_task", f"task:{task_id}", title=task.title)
+            session.flush()  # children first: there are no ORM relationships to order them
             session.delete(task)
         remove_task_dir(task_id)
         return Redirect("/tasks/")
@@ -225,9 +243,19 @@ class TaskController(Controller):
             session.add(task)
             session.commit()
             try:
-                runner.queue_step(session, task, step)
+                run = runner.queue_step(session, task, step)
             except runner.RunRefused as exc:
                 return render_section(session, task, step, message=str(exc))
+            audit(
+                session,
+                request.user,
+                "run_step",
+                f"task:{task_id}",
+                step=step,
+                run=run.id,
+                changed=changed_from_defaults(spec.config_model, config),
+            )
+            session.commit()
             return render_section(session, task, step)
 
     @post("/{task_id:int}/steps/{step:str}/cancel", name="tasks.cancel")
@@ -237,6 +265,9 @@ class TaskController(Controller):
             task = get_task(session, request, task_id, "edit")
             run = runner.request_cancel(session, task_id, step)
             message = None if run else "Nothing to cancel: the step is not running."
+            if run:
+                audit(session, request.user, "cancel_step", f"task:{task_id}", step=step)
+                session.commit()
             return render_section(session, task, step, message=message)
 
 

@@ -1,0 +1,180 @@
+"""Every route × every role: the access layer refuses what it must.
+
+The table of routes comes from the app itself, so a new route without an entry in
+ROUTE_RULES fails this test until someone decides who may use it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from litestar.routes import HTTPRoute
+
+from tests.conftest import api_token, make_user, start_session
+from tests.web.test_tasks import fits_bytes, upload
+
+# Who may use each route: "public" (anyone), "user" (any signed-in account), "admin",
+# "task-view" / "task-edit" / "task-manage" (rights on the task in the path),
+# "self" (acts on the caller's own account). Keys are (method, path pattern).
+ROUTE_RULES: dict[tuple[str, str], str] = {
+    ("GET", "/"): "user",
+    ("GET", "/tasks"): "user",
+    ("POST", "/tasks/upload"): "user",
+    ("POST", "/tasks/demo"): "user",
+    ("GET", "/tasks/{task_id:int}"): "task-view",
+    ("GET", "/tasks/{task_id:int}/steps/{step:str}"): "task-view",
+    ("POST", "/tasks/{task_id:int}/steps/{step:str}/run"): "task-edit",
+    ("POST", "/tasks/{task_id:int}/steps/{step:str}/cancel"): "task-edit",
+    ("POST", "/tasks/{task_id:int}/title"): "task-edit",
+    ("POST", "/tasks/{task_id:int}/delete"): "task-manage",
+    ("GET", "/tasks/{task_id:int}/files"): "task-view",
+    ("GET", "/tasks/{task_id:int}/files/{path:path}"): "task-view",
+    ("GET", "/tasks/{task_id:int}/view/{path:path}"): "task-view",
+    ("GET", "/tasks/{task_id:int}/mask"): "task-view",
+    ("POST", "/tasks/{task_id:int}/mask"): "task-edit",
+    ("POST", "/tasks/{task_id:int}/shares"): "task-manage",
+    ("POST", "/tasks/{task_id:int}/shares/{group_id:int}/delete"): "task-manage",
+    ("GET", "/tasks/{task_id:int}/events"): "task-view",
+    ("GET", "/login"): "public",
+    ("POST", "/login"): "public",
+    ("POST", "/logout"): "user",
+    ("GET", "/setup"): "public",
+    ("POST", "/setup"): "public",
+    ("GET", "/profile"): "self",
+    ("POST", "/profile/password"): "self",
+    ("POST", "/profile/tokens"): "self",
+    ("POST", "/profile/tokens/{token_id:int}/revoke"): "self",
+    ("GET", "/admin"): "admin",
+    ("GET", "/admin/audit"): "admin",
+    ("POST", "/admin/users"): "admin",
+    ("POST", "/admin/groups"): "admin",
+    ("POST", "/admin/memberships"): "admin",
+    ("GET", "/archive"): "user",
+    ("GET", "/archive/{root:str}"): "user",
+    ("GET", "/archive/{root:str}/{path:path}"): "user",
+    ("POST", "/archive/import"): "user",
+    ("GET", "/api/steps"): "user",
+    ("GET", "/api/tasks"): "user",
+    ("POST", "/api/tasks"): "user",
+    ("GET", "/api/tasks/{task_id:int}"): "task-view",
+    ("GET", "/api/tasks/{task_id:int}/files"): "task-view",
+    ("POST", "/api/tasks/{task_id:int}/steps/{step:str}"): "task-edit",
+    ("POST", "/api/tasks/{task_id:int}/steps/{step:str}/cancel"): "task-edit",
+    ("GET", "/static/{file_path:path}"): "public",
+}
+PUBLIC_PREFIXES = ("/api/schema",)  # the generated API description
+
+ROLES = ("anonymous", "stranger", "viewer", "editor", "owner", "admin")
+REFUSALS = {401, 403, 404}
+
+
+def allowed(rule: str, role: str) -> bool:
+    if rule == "public":
+        return True
+    if role == "anonymous":
+        return False
+    return {
+        "user": True,
+        "self": True,
+        "admin": role == "admin",
+        "task-view": role in ("viewer", "editor", "owner", "admin"),
+        "task-edit": role in ("editor", "owner", "admin"),
+        "task-manage": role in ("owner", "admin"),
+    }[rule]
+
+
+def app_routes(app) -> list[tuple[str, str]]:
+    found = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            found.append((method, route.path))
+    return found
+
+
+@pytest.fixture
+def world(client, settings):
+    """Users in every role around one task owned by "owner"."""
+    from sqlmodel import select
+
+    from jobs.db import session_scope
+    from jobs.models import AccessLevel, Group, TaskShare
+
+    make_user("owner", groups=("owners",))
+    make_user("viewer", groups=("watchers",))
+    make_user("editor", groups=("runners",))
+    make_user("stranger")
+    start_session(client, "owner")
+    task_id = upload(client, fits_bytes((64, 64))).json()["id"]
+    with session_scope() as session:
+        groups = {g.name: g.id for g in session.exec(select(Group)).all()}
+        session.add(TaskShare(task_id=task_id, group_id=groups["watchers"]))
+        session.add(TaskShare(task_id=task_id, group_id=groups["runners"], access=AccessLevel.EDIT))
+    tokens = {role: api_token(role) for role in ("owner", "viewer", "editor", "stranger")}
+    tokens["admin"] = api_token("admin")
+    return {"task_id": task_id, "group_id": groups["owners"], "tokens": tokens}
+
+
+def concrete(path: str, world: dict) -> str:
+    values = {
+        "task_id": str(world["task_id"]),
+        "step": "inspect",
+        "path": "image.fits",
+        "file_path": "css/skysift.css",
+        "root": "nothing-here",
+        "group_id": str(world["group_id"]),
+        "token_id": "999",
+    }
+    if path.startswith("/api/schema"):
+        values["path"] = "openapi.json"
+    return re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], path)
+
+
+def test_every_route_has_an_access_rule(client):
+    routes = app_routes(client.app)
+    missing = [r for r in routes if r not in ROUTE_RULES and not r[1].startswith(PUBLIC_PREFIXES)]
+    assert not missing, f"routes without an access rule in ROUTE_RULES: {missing}"
+    stale = [r for r in ROUTE_RULES if r not in routes]
+    assert not stale, f"ROUTE_RULES lists routes the app no longer has: {stale}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_routes_refuse_what_they_must(client, world, role):
+    if role == "anonymous":
+        client.cookies.clear()
+        client.get("/login")  # a CSRF cookie, as a browser on the sign-in page has
+        client.headers["x-csrftoken"] = client.cookies.get("csrftoken", "")
+    else:
+        start_session(client, role)
+    failures = []
+    for method, pattern in app_routes(client.app):
+        rule = "public" if pattern.startswith(PUBLIC_PREFIXES) else ROUTE_RULES[(method, pattern)]
+        if pattern in ("/logout", "/login", "/setup") and method == "POST":
+            continue  # end or start sessions: tested in test_accounts
+        url = concrete(pattern, world)
+        headers = {"accept": "application/json"}
+        if url.startswith("/api/") and method == "POST" and role != "anonymous":
+            headers["authorization"] = f"Bearer {world['tokens'][role]}"
+        if pattern.endswith("/events"):
+            continue  # an endless stream: test_events checks it over a real socket
+        kwargs = {"json": {}} if url.startswith("/api/") or "/mask" in url else {"data": {}}
+        if method == "GET":
+            kwargs = {}
+        status = client.request(
+            method, url, headers=headers, follow_redirects=False, **kwargs
+        ).status_code
+        should = allowed(rule, role)
+        refused = status in REFUSALS or (
+            role == "anonymous" and status in (302, 303) and not should
+        )
+        # Outside task routes a 404 means "no such token/archive" here, not a refusal.
+        refusals = REFUSALS if rule.startswith("task") else {401, 403}
+        if should and status in refusals:
+            failures.append(f"{method} {url}: {role} refused with {status} (rule {rule})")
+        if not should and not refused:
+            failures.append(f"{method} {url}: {role} got {status}, expected a refusal ({rule})")
+        if status >= 500:
+            failures.append(f"{method} {url}: {role} caused a server error {status}")
+    assert not failures, "\n".join(failures)
