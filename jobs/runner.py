@@ -240,6 +240,7 @@ def execute(task_id: int, step: str) -> None:
         log=step_logger,
         progress_callback=on_progress,
         is_cancelled=lambda: watchdog.cancelled,
+        cache_dir=settings.data_dir / "cache",
     )
     state, error, result, retry = RunState.FAILED, None, None, None
     watchdog.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,12 @@ from pipeline.steps.base import IMAGE_FILE
 
 RESULT_FILE = "result.json"
 logger = logging.getLogger("skysift.process")
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache of catalogue answers and index files for the command line."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "skysift"
 
 
 class ProcessError(Exception):
@@ -93,7 +100,7 @@ def process_image(
     named = {
         "filter": filter_name,
         "catalog_file": str(Path(catalog).resolve()) if catalog else None,
-        "catalog_name": catalog_name,
+        "catalog": catalog_name,
         "template_file": str(Path(template).resolve()) if template else None,
         "targets": targets,
     }
@@ -103,7 +110,7 @@ def process_image(
         write_task_image(image, out / IMAGE_FILE)
     except FitsInputError as exc:
         raise ProcessError(f"{image}: {exc}") from exc
-    ctx = StepContext(task_dir=out, log=logger)
+    ctx = StepContext(task_dir=out, log=logger, cache_dir=default_cache_dir())
     results: dict[str, Any] = {}
     try:
         for step in steps:

@@ -10,6 +10,7 @@ import types
 import typing
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -131,3 +132,24 @@ def changed_from_defaults(model: type[BaseModel], config: dict[str, Any]) -> dic
     """The entries of ``config`` that differ from the model defaults (what the user set)."""
     defaults = model().model_dump(mode="json")
     return {k: v for k, v in config.items() if defaults.get(k) != v}
+
+
+def path_errors(config: dict[str, Any], task_folder: Path) -> dict[str, str]:
+    """Errors for file settings that leave the task folder.
+
+    Through the web, ``*_file`` settings name files inside the task folder and
+    ``*_dir`` settings (server folders) cannot be set at all: paths from users never
+    reach outside their roots.
+    """
+    errors: dict[str, str] = {}
+    root = task_folder.resolve()
+    for key, value in config.items():
+        if value in (None, ""):
+            continue
+        if key.endswith("_dir"):
+            errors[key] = "server folders are set by the administrator, not per task"
+        elif key.endswith("_file"):
+            target = (root / str(value)).resolve()
+            if not target.is_relative_to(root) or not target.is_file():
+                errors[key] = f"{value!r} is not a file of this task (upload it to the task first)"
+    return errors

@@ -67,6 +67,16 @@ class StepContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("skysift.step"))
     progress_callback: Callable[[float, str], None] = _noop_progress
     is_cancelled: Callable[[], bool] = _never_cancelled
+    # Shared across tasks (catalogue answers, astrometry index files); None: no caching.
+    cache_dir: Path | None = None
+
+    def cache(self, kind: str) -> Path | None:
+        """A cache sub-folder for ``kind`` (created), or None when caching is off."""
+        if self.cache_dir is None:
+            return None
+        folder = self.cache_dir / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def path(self, name: str) -> Path:
         """Path of a file in the task folder (``name`` is one of our fixed names)."""

@@ -1,10 +1,11 @@
-"""The photometry step: detection → FWHM → aperture photometry → shape prefilter.
+"""The photometry step: detection → FWHM → aperture photometry → shape prefilter →
+reference catalogue → astrometry → calibration → detection limit.
 
 Reads ``image.fits`` and, when inspection ran, ``mask.fits`` and its summary
-(gain, saturation); writes the objects table, the background, noise, filtered
-and segmentation images, the trained prefilter and diagnostic plots.
-Astrometry and calibration extend this step later (their settings join
-:class:`PhotometryConfig`).
+(gain, saturation, filter, pointing); writes the objects table, the background,
+noise, filtered and segmentation images, the trained prefilter, the refined WCS
+(``image.wcs``), the calibration model and diagnostic plots. The second half lives in
+:mod:`pipeline.steps.photometry_reference`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pipeline.steps.base import (
     StepError,
     StepResult,
 )
+from pipeline.steps.photometry_reference import ReferenceConfig, run_reference_stage
 
 # Files this step writes into the task folder.
 SEGMENTATION_FILE = "segmentation.fits"
@@ -58,8 +60,11 @@ OBJECTS_PLOT = "objects.png"
 FLAGGED_WARNING_FRACTION = 0.5
 
 
-class PhotometryConfig(DetectionConfig, FwhmConfig, MeasurementConfig, PrefilterConfig):
-    """Settings of the photometry step (detection, FWHM, apertures, prefilter)."""
+class PhotometryConfig(
+    DetectionConfig, FwhmConfig, MeasurementConfig, PrefilterConfig, ReferenceConfig
+):
+    """Settings of the photometry step (detection, FWHM, apertures, prefilter, catalogue,
+    astrometry, calibration)."""
 
     make_plots: bool = Field(True, description="Draw the diagnostic plots (PNG).")
 
@@ -303,6 +308,12 @@ def run(ctx: StepContext, config: PhotometryConfig) -> StepResult:
             ctx.log.info("prefilter: %d shape outliers flagged 0x800", n_outliers)
     lap("prefilter")
 
+    reference = run_reference_stage(
+        ctx, config, table, header, image.shape, fwhm.fwhm, wcs, files, warn, config.make_plots
+    )
+    wcs = reference.wcs
+    lap("calibration")
+
     ctx.progress(0.8, "writing outputs")
     flags = np.asarray(table["flags"])
     n_flagged = int(np.count_nonzero(flags))
@@ -350,6 +361,7 @@ def run(ctx: StepContext, config: PhotometryConfig) -> StepResult:
         "gain": _number(gain) if gain else None,
         "saturation": _number(saturation, 8) if saturation else None,
         "has_wcs": wcs is not None,
+        **reference.summary,
         "seconds": timing,
     }
     return StepResult(summary=summary, files=files, warnings=warn)

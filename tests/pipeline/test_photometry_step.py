@@ -53,8 +53,10 @@ def sky():
 @pytest.fixture(scope="module")
 def after_inspection(sky, tmp_path_factory):
     ctx = task_with(tmp_path_factory.mktemp("task"), sky.image, sky.header)
+    sky.catalog.write(ctx.task_dir / "catalog.fits")
     run_step("inspect", ctx)
-    result = run_step("photometry", ctx)
+    # the full step: the simulated catalogue stands in for VizieR
+    result = run_step("photometry", ctx, {"catalog": "ps1", "catalog_file": "catalog.fits"})
     return ctx, result
 
 
@@ -104,7 +106,7 @@ def test_objects_table(after_inspection, sky):
 
 def test_rerun_clears_outputs(after_inspection):
     ctx, _ = after_inspection
-    result = run_step("photometry", ctx, {"make_plots": False, "prefilter_detections": False})
+    result = run_step("photometry", ctx, {"make_plots": False, "prefilter_detections": False, "calibrate": False})
     assert not (ctx.task_dir / "fwhm.png").exists()
     assert not (ctx.task_dir / PREFILTER_FILE).exists()
     assert result.summary["n_prefilter_outliers"] == 0
@@ -112,7 +114,7 @@ def test_rerun_clears_outputs(after_inspection):
 
 def test_without_inspection_warns(sky, tmp_path):
     ctx = task_with(tmp_path, sky.image, sky.header)
-    result = run_step("photometry", ctx, {"make_plots": False})
+    result = run_step("photometry", ctx, {"make_plots": False, "calibrate": False})
     assert any("inspection" in warning for warning in result.warnings)
     assert result.summary["n_objects"] > 100
 
@@ -121,7 +123,7 @@ def test_without_inspection_warns(sky, tmp_path):
 @pytest.mark.skipif(find_sextractor() is None, reason="source-extractor binary not installed")
 def test_sextractor_engine(sky, tmp_path):
     ctx = task_with(tmp_path, sky.image, sky.header)
-    result = run_step("photometry", ctx, {"detection_engine": "sextractor", "make_plots": False})
+    result = run_step("photometry", ctx, {"detection_engine": "sextractor", "make_plots": False, "calibrate": False})
     assert result.summary["detection_engine"] == "sextractor"
     assert result.summary["fwhm"] == pytest.approx(sky.truth.fwhm_median, rel=0.05)
 
@@ -130,7 +132,7 @@ def test_real_sdss_frame(tmp_path):
     """Sky-subtracted SDSS g frame in nanomaggies, no GAIN: a sensible FWHM (2–4 px)."""
     write_task_image(REAL / "sdss_g_run1737_c5_f47_full.fits.bz2", tmp_path / "image.fits")
     ctx = StepContext(task_dir=tmp_path)
-    result = run_step("photometry", ctx, {"make_plots": False})
+    result = run_step("photometry", ctx, {"make_plots": False, "calibrate": False})
     assert 2.0 < result.summary["fwhm"] < 4.0
     assert result.summary["n_objects"] > 200
     assert result.summary["has_wcs"]
@@ -149,7 +151,7 @@ def test_real_sdss_frame(tmp_path):
 def test_bad_input(tmp_path, image, message):
     ctx = task_with(tmp_path, image)
     with pytest.raises(StepError, match=message):
-        run_step("photometry", ctx)
+        run_step("photometry", ctx, {"calibrate": False})
 
 
 def test_missing_image(tmp_path):

@@ -213,3 +213,24 @@ def test_custom_mask_regions_are_validated_and_stored(client, settings):
     assert client.get(url).json()["regions"][0]["shape"] == "box"
     assert client.post(url, json={"regions": []}).json()["regions"] == 0
     assert not (settings.tasks_dir / str(task_id) / "custom_mask.fits").exists()
+
+
+def test_demo_task_runs_inspection_and_calibrated_photometry_offline(client, api):
+    response = client.post("/tasks/demo", data={}, follow_redirects=False)
+    task_id = int(response.headers["location"].rsplit("/", 1)[1])
+    for step in ("inspect", "photometry"):
+        queued = client.post(f"/api/tasks/{task_id}/steps/{step}", json={}, headers=api)
+        assert queued.status_code == 201, queued.text
+        run = wait_for_run(client, task_id, step, timeout=300)
+        assert run["state"] == "done", run["error"]
+    summary = run["summary"]
+    assert summary["catalog"] == "ps1" and summary["wcs_matches"] > 50
+    assert summary["color_term"] == pytest.approx(0.1, abs=0.03)  # the simulator's colour term
+    page = client.get(f"/tasks/{task_id}/steps/photometry").text
+    assert "Calibrated magnitudes are" in page and "g-r colour term" in page
+    assert "calibration.png" in page
+    # a catalogue path outside the task folder is refused
+    bad = client.post(
+        f"/tasks/{task_id}/steps/photometry/run", data={"catalog_file": "../../secret.fits"}
+    )
+    assert "not a file of this task" in bad.text

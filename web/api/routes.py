@@ -15,11 +15,12 @@ from jobs import runner
 from jobs.db import session_scope
 from jobs.models import RunState, StepRun, Task
 from jobs.settings import get_settings
-from jobs.storage import list_task_files
+from jobs.storage import list_task_files, task_dir
 from jobs.tasks import FitsInputError, create_task
 from pipeline.steps import STEPS, get_step
 from web.access import get_task, visible_tasks_query
 from web.accounts.service import audit
+from web.forms import path_errors
 from web.tasks.routes import receive_upload
 
 
@@ -152,6 +153,8 @@ class ApiController(Controller):
             merged = {**task.config.get(step, {}), **(data or {})}
             try:
                 config = spec.config_model.model_validate(merged).model_dump(mode="json")
+                if errors := path_errors(config, task_dir(task_id)):
+                    raise ClientException("invalid config", extra={"errors": errors})
             except ValidationError as exc:
                 raise ClientException(
                     "invalid config", extra={"errors": exc.errors(include_url=False)}

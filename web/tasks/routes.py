@@ -23,13 +23,13 @@ from jobs import runner
 from jobs.db import session_scope
 from jobs.models import StepRun, Task, TaskShare
 from jobs.settings import get_settings
-from jobs.storage import remove_task_dir
+from jobs.storage import remove_task_dir, task_dir
 from jobs.tasks import FitsInputError, create_task, staging_file
 from pipeline.simulate import SkyConfig, simulate_sky, write_simulation
 from pipeline.steps import get_step
 from web.access import can_manage, get_task, visible_tasks_query
 from web.accounts.service import audit
-from web.forms import changed_from_defaults, parse_form
+from web.forms import changed_from_defaults, parse_form, path_errors
 from web.tasks.sharing import sharing_context
 from web.tasks.views import all_sections, step_section
 
@@ -175,6 +175,7 @@ class TaskController(Controller):
                     title=f"Demo: simulated sky (seed {seed})",
                     source="demo",
                     owner_id=request.user.id,
+                    config={"photometry": {"catalog": "ps1", "catalog_file": DEMO_CATALOG}},
                     extra_files={
                         DEMO_CATALOG: paths["catalog"],
                         DEMO_TEMPLATE: paths["template"],
@@ -237,6 +238,7 @@ class TaskController(Controller):
             if not spec.available:
                 return render_section(session, task, step, message="This step is not built yet.")
             config, errors = parse_form(spec.config_model, data)
+            errors = errors or path_errors(config, task_dir(task_id))
             if errors:
                 return render_section(session, task, step, errors=errors, form_values=data)
             task.config = {**task.config, step: config}
