@@ -1,10 +1,10 @@
 """Alembic environment: migrations for the SkySift models."""
 
-from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import jobs.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from alembic import context
 
 config = context.config
 target_metadata = SQLModel.metadata

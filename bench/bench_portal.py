@@ -98,9 +98,20 @@ def main() -> None:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSIFT_")}
         server = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "serve", "--port", str(port),
-             "--data-dir", str(Path(tmp) / "data")],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "web.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(Path(tmp) / "data"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -121,13 +132,20 @@ def main() -> None:
     latencies = [v for run in runs for v in run["sse_latency_ms"]]
     print(f"image {args.size}x{args.size} float32, {args.repeat} runs, embedded mode")
     print(f"{'figure':45s} {'median':>10s} {'max':>10s}")
-    for key, label in (("upload_s", "upload (s)"), ("inspect_s", "inspection run incl. queue (s)"),
-                       ("total_s", "upload -> result shown (s)")):
+    for key, label in (
+        ("upload_s", "upload (s)"),
+        ("inspect_s", "inspection run incl. queue (s)"),
+        ("total_s", "upload -> result shown (s)"),
+    ):
         values = [run[key] for run in runs]
         print(f"{label:45s} {statistics.median(values):10.2f} {max(values):10.2f}")
-    print(f"{'SSE latency worker -> client (ms)':45s} {statistics.median(latencies):10.1f} "
-          f"{max(latencies):10.1f}  ({len(latencies)} events)")
-    print(f"{'web process RSS idle / after / peak (MiB)':45s} {idle_rss:.0f} / {rss:.0f} / {peak:.0f}")
+    print(
+        f"{'SSE latency worker -> client (ms)':45s} {statistics.median(latencies):10.1f} "
+        f"{max(latencies):10.1f}  ({len(latencies)} events)"
+    )
+    print(
+        f"{'web process RSS idle / after / peak (MiB)':45s} {idle_rss:.0f} / {rss:.0f} / {peak:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -106,7 +106,9 @@ def test_objects_table(after_inspection, sky):
 
 def test_rerun_clears_outputs(after_inspection):
     ctx, _ = after_inspection
-    result = run_step("photometry", ctx, {"make_plots": False, "prefilter_detections": False, "calibrate": False})
+    result = run_step(
+        "photometry", ctx, {"make_plots": False, "prefilter_detections": False, "calibrate": False}
+    )
     assert not (ctx.task_dir / "fwhm.png").exists()
     assert not (ctx.task_dir / PREFILTER_FILE).exists()
     assert result.summary["n_prefilter_outliers"] == 0
@@ -123,7 +125,11 @@ def test_without_inspection_warns(sky, tmp_path):
 @pytest.mark.skipif(find_sextractor() is None, reason="source-extractor binary not installed")
 def test_sextractor_engine(sky, tmp_path):
     ctx = task_with(tmp_path, sky.image, sky.header)
-    result = run_step("photometry", ctx, {"detection_engine": "sextractor", "make_plots": False, "calibrate": False})
+    result = run_step(
+        "photometry",
+        ctx,
+        {"detection_engine": "sextractor", "make_plots": False, "calibrate": False},
+    )
     assert result.summary["detection_engine"] == "sextractor"
     assert result.summary["fwhm"] == pytest.approx(sky.truth.fwhm_median, rel=0.05)
 
