@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-if not REAL_DATA.exists():  # a clone outside the workplace layout
-    REAL_DATA = Path(os.environ.get("SKYSIFT_REAL_DATA", "/work/shared/data/real"))
+from tests.paths import REAL_DATA
+
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from io import BytesIO
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -37,8 +36,9 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from tests.fixture_servers.base import FixtureServer, Reply, Request
+from tests.paths import SERVICES_DATA
 
-SERVICES = Path(__file__).resolve().parents[3] / "shared" / "data" / "services"
+SERVICES = SERVICES_DATA
 RECORDED_SOURCES = SERVICES / "astrometry_net_test-source-list.fit"
 RECORDED_WCS = SERVICES / "astrometry_net_test-wcs-sol.fit"
 JSON_TYPE = "text/plain"  # what nova.astrometry.net sends its JSON as

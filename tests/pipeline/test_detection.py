@@ -7,8 +7,6 @@ pixels bit 8 and its bad columns bit 16 (custom), as a user would mask them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from astropy.io import ascii, fits
@@ -25,8 +23,9 @@ from pipeline.detection import (
 from pipeline.flags import ObjectFlag
 from pipeline.masking import MaskBit
 from pipeline.simulate import simulate_sky
+from tests.paths import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+REAL = REAL_DATA
 
 
 def truth_mask(sky) -> np.ndarray:

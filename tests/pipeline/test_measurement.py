@@ -10,8 +10,6 @@ The 6·FWHM flux is also compared with the truth directly.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from astropy.io import ascii, fits
@@ -28,8 +26,9 @@ from pipeline.measurement import (
     measure_positions,
 )
 from pipeline.simulate import simulate_sky
+from tests.paths import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+REAL = REAL_DATA
 
 
 @pytest.fixture(scope="module", params=["moffat", "gaussian"])

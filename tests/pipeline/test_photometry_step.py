@@ -25,8 +25,9 @@ from pipeline.steps.photometry import (
     SEGMENTATION_FILE,
     PhotometryConfig,
 )
+from tests.paths import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+REAL = REAL_DATA
 SUMMARY_KEYS = {
     "fwhm",
     "fwhm_min",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from astropy.io import ascii, fits
@@ -14,8 +12,9 @@ from pipeline.flags import ObjectFlag
 from pipeline.masking import MaskBit
 from pipeline.sextractor import SEXTRACTOR_FLAG_MAP, find_sextractor
 from pipeline.simulate import simulate_sky
+from tests.paths import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+REAL = REAL_DATA
 
 pytestmark = [
     pytest.mark.requires_sextractor,

@@ -25,6 +25,7 @@ from pipeline.catalogs import (
 )
 from pipeline.catalogs.cone import Cone, angular_distance, snap_cone
 from pipeline.catalogs.normalize import limit_band
+from tests.paths import SERVICES_DATA
 from tests.pipeline.catalogs.conftest import SKY_DEC, SKY_RA
 from tests.pipeline.catalogs.helpers import layout_table
 
@@ -226,7 +227,7 @@ def test_vizier_error_votable_is_reported(vizier_server, ps1_table, tmp_path):
 
 def test_recorded_vizier_error_answer_is_recognised(vizier_server):
     """The real VizieR error answer (recorded by astroquery's tests) is served as is."""
-    recorded = Path("/work/shared/data/services/vizier_no_server_error.xml")
+    recorded = SERVICES_DATA / "vizier_no_server_error.xml"
     if not recorded.exists():
         pytest.skip(f"{recorded} is missing")
     from tests.fixture_servers.base import Reply
