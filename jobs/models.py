@@ -135,3 +135,28 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=50, index=True)
     target: str = Field(default="", max_length=100, description="e.g. task:12, user:3")
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ShareLink(SQLModel, table=True):
+    """A revocable read-only link to a task, for dashboards (embed view)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    token_hash: str = Field(max_length=128, unique=True, index=True)
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created: datetime = Field(default_factory=utcnow)
+    revoked: bool = False
+
+
+class Preset(SQLModel, table=True):
+    """A named configuration (per instrument or project) with optional files."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=150, unique=True, index=True)
+    description: str = Field(default="", max_length=500)
+    owner_id: int | None = Field(default=None, foreign_key="user.id")
+    created: datetime = Field(default_factory=utcnow)
+    # Per-step settings, as Task.config: {"inspect": {...}, "photometry": {...}}
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Files copied into each new task folder, e.g. ["custom_mask.fits"]
+    files: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

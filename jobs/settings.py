@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(None, description="Session/CSRF secret; generated if unset")
     tasks_per_page: int = Field(20, description="Tasks per page in the task list")
 
+    embed_origins: str = Field(
+        "",
+        description="Origins allowed to frame embed views, space-separated "
+        "(e.g. https://dashboard.example.org)",
+    )
+
+    @property
+    def presets_dir(self) -> Path:
+        return self.data_dir / "presets"
+
     @property
     def tasks_dir(self) -> Path:
         return self.data_dir / "tasks"

@@ -36,6 +36,7 @@ from web.accounts.routes import (
     setup_submit,
 )
 from web.api.routes import ApiController
+from web.embed import EmbedController, ShareLinkController, add_frame_policy
 from web.events import task_events
 from web.files.routes import ArchiveController, TaskFilesController
 from web.tasks.mask import MaskController
@@ -128,6 +129,8 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             TaskFilesController,
             MaskController,
             SharingController,
+            ShareLinkController,
+            EmbedController,
             login_form,
             login_submit,
             logout,
@@ -150,6 +153,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
         stores=StoreRegistry(default_factory=lambda name: session_store),
         openapi_config=OpenAPIConfig(title="SkySift API", version="0.1.0", path="/api/schema"),
         exception_handlers={HTTPException: http_error, Exception: internal_error},
+        after_request=add_frame_policy,
         on_startup=[startup],
         on_shutdown=[shutdown],
         request_max_body_size=settings.max_upload_mb * 2**20,

@@ -62,6 +62,10 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/tasks/{task_id:int}/steps/{step:str}"): "task-edit",
     ("POST", "/api/tasks/{task_id:int}/steps/{step:str}/cancel"): "task-edit",
     ("GET", "/static/{file_path:path}"): "public",
+    ("POST", "/tasks/{task_id:int}/links"): "task-manage",
+    ("POST", "/tasks/{task_id:int}/links/{link_id:int}/revoke"): "task-manage",
+    ("GET", "/embed/{token:str}"): "public",
+    ("GET", "/embed/{token:str}/files/{path:path}"): "public",
 }
 PUBLIC_PREFIXES = ("/api/schema",)  # the generated API description
 
@@ -100,7 +104,7 @@ def world(client, settings):
     from sqlmodel import select
 
     from jobs.db import session_scope
-    from jobs.models import AccessLevel, Group, TaskShare
+    from jobs.models import AccessLevel, Group, ShareLink, TaskShare
 
     make_user("owner", groups=("owners",))
     make_user("viewer", groups=("watchers",))
@@ -112,9 +116,13 @@ def world(client, settings):
         groups = {g.name: g.id for g in session.exec(select(Group)).all()}
         session.add(TaskShare(task_id=task_id, group_id=groups["watchers"]))
         session.add(TaskShare(task_id=task_id, group_id=groups["runners"], access=AccessLevel.EDIT))
+        link = ShareLink(task_id=task_id, token_hash="0" * 64)
+        session.add(link)
+        session.flush()
+        link_id = link.id
     tokens = {role: api_token(role) for role in ("owner", "viewer", "editor", "stranger")}
     tokens["admin"] = api_token("admin")
-    return {"task_id": task_id, "group_id": groups["owners"], "tokens": tokens}
+    return {"task_id": task_id, "group_id": groups["owners"], "tokens": tokens, "link_id": link_id}
 
 
 def concrete(path: str, world: dict) -> str:
@@ -126,6 +134,8 @@ def concrete(path: str, world: dict) -> str:
         "root": "nothing-here",
         "group_id": str(world["group_id"]),
         "token_id": "999",
+        "link_id": str(world["link_id"]),
+        "token": "skl_not-a-real-link",
     }
     if path.startswith("/api/schema"):
         values["path"] = "openapi.json"

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from jobs import runner
 from jobs.db import session_scope
-from jobs.models import StepRun, Task, TaskShare
+from jobs.models import ShareLink, StepRun, Task, TaskShare
 from jobs.settings import get_settings
 from jobs.storage import remove_task_dir, task_dir
 from jobs.tasks import FitsInputError, create_task, staging_file
@@ -214,8 +214,9 @@ class TaskController(Controller):
                 raise ClientException("cancel the running step before deleting the task")
             for run in session.exec(select(StepRun).where(StepRun.task_id == task_id)).all():
                 session.delete(run)
-            for share in session.exec(select(TaskShare).where(TaskShare.task_id == task_id)).all():
-                session.delete(share)
+            for model in (TaskShare, ShareLink):
+                for row in session.exec(select(model).where(model.task_id == task_id)).all():
+                    session.delete(row)
             audit(session, request.user, "delete_task", f"task:{task_id}", title=task.title)
             session.flush()  # children first: there are no ORM relationships to order them
             session.delete(task)

@@ -12,7 +12,7 @@ from litestar.response import Template
 from sqlmodel import Session, select
 
 from jobs.db import session_scope
-from jobs.models import AccessLevel, Group, Membership, Task, TaskShare, User
+from jobs.models import AccessLevel, Group, Membership, ShareLink, Task, TaskShare, User
 from web.access import can_manage, get_task
 from web.accounts.service import audit
 
@@ -36,8 +36,11 @@ def sharing_context(session: Session, user: User, task: Task) -> dict[str, Any]:
         .where(TaskShare.task_id == task.id)
         .order_by(Group.name)
     ).all()
+    links = session.exec(select(ShareLink).where(ShareLink.task_id == task.id)).all()
     return {
         "task": task,
+        "links": links,
+        "new_url": None,
         "shares": [{"group": group, "access": share.access.value} for share, group in shares],
         "groups": shareable_groups(session, user),
         "can_manage": can_manage(user, task),
