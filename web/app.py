@@ -39,6 +39,7 @@ from web.api.routes import ApiController
 from web.embed import EmbedController, ShareLinkController, add_frame_policy
 from web.events import task_events
 from web.files.routes import ArchiveController, TaskFilesController
+from web.presets import PresetController
 from web.tasks.mask import MaskController
 from web.tasks.routes import TaskController, home
 from web.tasks.sharing import SharingController
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             MaskController,
             SharingController,
             ShareLinkController,
+            PresetController,
             EmbedController,
             login_form,
             login_submit,

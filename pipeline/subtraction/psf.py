@@ -70,7 +70,13 @@ def select_psf_stars(
     grown = ndimage.maximum_filter(bad, size=2 * half + 1)
     ok &= ~grown[np.clip(iy, 0, ny - 1), np.clip(ix, 0, nx - 1)]
     order = np.argsort(-objects["flux"][ok])[:max_stars]
-    return np.column_stack([x[ok][order], y[ok][order]])
+    x, y = x[ok][order], y[ok][order]
+    if len(x):  # Gaussian-windowed centroids: unbiased to a small fraction of a pixel
+        sig = max(fwhm, 1.0) / 2.3548
+        wx, wy, wflag = sep.winpos(work, x, y, np.full(len(x), sig), mask=mask)
+        good = (wflag == 0) & (np.hypot(wx - x, wy - y) < 1.0)
+        x, y = np.where(good, wx, x), np.where(good, wy, y)
+    return np.column_stack([x, y])
 
 
 def stack_psf(data: np.ndarray, positions: np.ndarray, fwhm: float) -> np.ndarray:
@@ -83,14 +89,7 @@ def stack_psf(data: np.ndarray, positions: np.ndarray, fwhm: float) -> np.ndarra
         stamp = data[iy - big : iy + big + 1, ix - big : ix + big + 1].astype(float)
         if stamp.shape != (2 * big + 1, 2 * big + 1):
             continue
-        # recentre on the first-moment centroid of the core
-        core = np.clip(stamp[big - 3 : big + 4, big - 3 : big + 4], 0, None)
-        total = core.sum()
-        if total <= 0:
-            continue
-        grid = np.arange(-3, 4)
-        cx = (core.sum(axis=0) * grid).sum() / total
-        cy = (core.sum(axis=1) * grid).sum() / total
+        cx, cy = x - ix, y - iy  # centroid offset from the stamp's central pixel
         shifted = ndimage.shift(stamp, (-cy, -cx), order=3, mode="constant")
         cut = shifted[2:-2, 2:-2]
         flux = cut.sum()
@@ -120,9 +119,24 @@ def measure_psf(
 
 
 def psf_fwhm(psf: np.ndarray) -> float:
-    """FWHM (px) of a stamp from its area above half maximum (equivalent circle)."""
-    above = psf >= 0.5 * psf.max()
-    return float(2.0 * np.sqrt(above.sum() / np.pi))
+    """FWHM (px) of a stamp: radius where the azimuthal profile (interpolated) halves."""
+    half = psf.shape[0] // 2
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    r = np.hypot(xx, yy).ravel()
+    v = psf.ravel() / psf.max()
+    edges = np.arange(0, half + 1, 0.5)
+    idx = np.digitize(r, edges)
+    prof = np.array([v[idx == i].mean() if np.any(idx == i) else np.nan for i in range(1, len(edges))])
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    mid[0] = 0.0
+    good = np.isfinite(prof)
+    prof, mid = prof[good], mid[good]
+    below = np.nonzero(prof < 0.5)[0]
+    if len(below) == 0 or below[0] == 0:
+        return float("nan")
+    i = below[0]
+    frac = (prof[i - 1] - 0.5) / (prof[i - 1] - prof[i])
+    return float(2.0 * (mid[i - 1] + frac * (mid[i] - mid[i - 1])))
 
 
 def encircled_energy(psf: np.ndarray, radius: float) -> float:

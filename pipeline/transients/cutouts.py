@@ -76,7 +76,7 @@ def cut_panels(
 ) -> CutoutPanels:
     """Stamps of ``2·radius + 1`` pixels centred on the pixel nearest (x, y)."""
     size = 2 * int(radius) + 1
-    x0, y0 = int(round(x)) - radius, int(round(y)) - radius
+    x0, y0 = round(float(x)) - radius, round(float(y)) - radius
     stamp = _stamp(np.asarray(image, float), x0, y0, size, np.nan)
     footprint = None
     if segmentation is not None and label is not None:
@@ -102,7 +102,10 @@ def _hips_client(url: str, timeout: float):
 
 
 def fetch_atlas(
-    wcs: WCS, survey: str, url: str = DEFAULT_HIPS2FITS_URL, timeout: float = DEFAULT_HIPS2FITS_TIMEOUT_S
+    wcs: WCS,
+    survey: str,
+    url: str = DEFAULT_HIPS2FITS_URL,
+    timeout: float = DEFAULT_HIPS2FITS_TIMEOUT_S,
 ) -> np.ndarray:
     """The atlas image on the pixel grid of ``wcs`` (hips2fits, FITS output).
 
@@ -155,7 +158,9 @@ def plot_candidate(
             ax.text(0.5, 0.5, "not available", ha="center", va="center", transform=ax.transAxes)
             continue
         low, high = _limits(data)
-        ax.imshow(data, origin="lower", cmap="Blues_r", vmin=low, vmax=high, interpolation="nearest")
+        ax.imshow(
+            data, origin="lower", cmap="Blues_r", vmin=low, vmax=high, interpolation="nearest"
+        )
         ax.add_patch(Circle(panels.centre, aperture_radius, fill=False, color="red", lw=1.2))
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()

@@ -105,7 +105,7 @@ def resolve_centre(text: str) -> tuple[float, float]:
 def _name_resolver():
     """``name -> (ra, dec)`` from :mod:`pipeline.targets` when it offers one, else None."""
     try:
-        from pipeline import targets  # noqa: PLC0415 - optional module
+        from pipeline import targets  # optional: written separately
     except ImportError:
         return None
     resolve = getattr(targets, "resolve_name", None) or getattr(targets, "resolve_target", None)
@@ -154,7 +154,9 @@ def read_other_objects(path: Path) -> Table:
     missing = [c for c in ("ra", "dec") if c not in table.colnames]
     if missing:
         raise FilterInputError(f"{path.parent.name}/{path.name} has no {'/'.join(missing)}")
-    good = np.isfinite(np.asarray(table["ra"], float)) & np.isfinite(np.asarray(table["dec"], float))
+    good = np.isfinite(np.asarray(table["ra"], float)) & np.isfinite(
+        np.asarray(table["dec"], float)
+    )
     if not good.any():
         raise FilterInputError(
             f"{path.parent.name}/{path.name} has no sky positions: that image needs astrometry"

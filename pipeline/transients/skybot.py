@@ -82,7 +82,9 @@ def _status(document) -> tuple[str, str]:
 def _column(table: Table, *names: str) -> np.ndarray | None:
     for name in names:
         if name in table.colnames:
-            return np.asarray(np.ma.filled(table[name], np.nan if table[name].dtype.kind == "f" else ""))
+            return np.asarray(
+                np.ma.filled(table[name], np.nan if table[name].dtype.kind == "f" else "")
+            )
     return None
 
 

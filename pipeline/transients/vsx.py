@@ -5,7 +5,8 @@ outburst (a dwarf nova, a flare star, a Mira near maximum). It is annotated, not
 rejected: the user sees "known variable" and the VSX name, type and range.
 
 The query goes through the VizieR client of :mod:`pipeline.catalogs.vizier`: one
-cone around the candidates, then a local match (:func:`pipeline.transients.matching.nearest_within`).
+cone around the candidates, then a local match
+(:func:`pipeline.transients.matching.nearest_within`).
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ const SkySift = (() => {
     xhr.setRequestHeader("X-CSRFToken", csrf());
     xhr.setRequestHeader("X-Filename", encodeURIComponent(file.name));
     xhr.setRequestHeader("X-Title", encodeURIComponent(title ? title.value : ""));
+    const preset = document.querySelector("#dropzone select[name=preset]");
+    if (preset && preset.value) xhr.setRequestHeader("X-Preset", preset.value);
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     xhr.setRequestHeader("Accept", "application/json");
     bar.hidden = false;

@@ -65,6 +65,9 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("POST", "/tasks/{task_id:int}/links"): "task-manage",
     ("POST", "/tasks/{task_id:int}/links/{link_id:int}/revoke"): "task-manage",
     ("GET", "/embed/{token:str}"): "public",
+    ("GET", "/presets"): "user",
+    ("POST", "/presets/from-task/{task_id:int}"): "task-view",
+    ("POST", "/presets/{preset_id:int}/delete"): "self",
     ("GET", "/embed/{token:str}/files/{path:path}"): "public",
 }
 PUBLIC_PREFIXES = ("/api/schema",)  # the generated API description
@@ -135,6 +138,7 @@ def concrete(path: str, world: dict) -> str:
         "group_id": str(world["group_id"]),
         "token_id": "999",
         "link_id": str(world["link_id"]),
+        "preset_id": "999",
         "token": "skl_not-a-real-link",
     }
     if path.startswith("/api/schema"):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from jobs import runner
 from jobs.db import session_scope
 from jobs.models import RunState, StepRun, Task
+from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import list_task_files, task_dir
 from jobs.tasks import FitsInputError, create_task
@@ -114,15 +115,26 @@ class ApiController(Controller):
         request_max_body_size=None,
         status_code=201,
     )
-    async def create(self, request: Request) -> TaskOut:
+    async def create(self, request: Request, preset: int | None = None) -> TaskOut:
+        """The body is the FITS file; ``X-Filename`` names it; ``preset`` applies a preset."""
         name, path = await receive_upload(request, get_settings().max_upload_mb * 2**20)
         try:
             with session_scope() as session:
-                task = create_task(session, path, original_name=name, owner_id=request.user.id)
+                config, extra = preset_inputs(session, preset)
+                task = create_task(
+                    session,
+                    path,
+                    original_name=name,
+                    owner_id=request.user.id,
+                    config=config,
+                    extra_files=extra,
+                )
                 audit(session, request.user, "create_task", f"task:{task.id}", source="api")
                 return _task_out(session, task)
         except FitsInputError as exc:
             raise ClientException(f"{name}: {exc}", status_code=422) from exc
+        except PresetError as exc:
+            raise ClientException(str(exc)) from exc
         finally:
             path.unlink(missing_ok=True)
 

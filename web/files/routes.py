@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,13 +14,16 @@ from litestar.params import Body
 from litestar.response import File, Redirect, Template
 
 from jobs.db import session_scope
+from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import UnsafePathError, is_fits_name, list_task_files, safe_join, task_dir
 from jobs.tasks import FitsInputError, create_task
 from pipeline.fitsio import list_hdus
 from web.access import get_task
 from web.accounts.service import audit
+from web.presets import all_presets, preset_id_from
 
+logger = logging.getLogger("skysift.web")
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
@@ -124,6 +128,8 @@ def _browse(root: str, path: str) -> Template:
         "root": root,
         "path": str(target.relative_to(base)) if target != base else "",
     }
+    with session_scope() as session:
+        context["presets"] = all_presets(session)
     if target.is_dir():
         context["entries"] = _archive_entries(base, target)
         return Template("files/archive.html", context=context)
@@ -153,37 +159,62 @@ class ArchiveController(Controller):
         return _browse(root, path)
 
     @post("/import", name="archive.import")
-    async def import_file(self, request: Request, data: FormData) -> Redirect:
-        """Make a task of an archive file (one HDU of it when ``hdu`` is given)."""
+    async def import_files(self, request: Request, data: FormData) -> Redirect:
+        """Make a task of each chosen archive file (one HDU of it when ``hdu`` is given).
+
+        Several ``path`` values (batch import) make several tasks, each its own; a
+        preset applies its settings and files to every one of them.
+        """
         base = _archive_root(str(data.get("root", "")))
-        relative = str(data.get("path", ""))
-        target = _existing(base, relative)
-        if not target.is_file():
-            raise ClientException(f"{relative} is not a file")
+        paths = data.get("path", [])
+        paths = [str(p) for p in (paths if isinstance(paths, list) else [paths]) if str(p)]
+        if not paths:
+            raise ClientException("choose at least one file")
+        targets = [_existing(base, relative) for relative in paths]
+        for relative, target in zip(paths, targets, strict=True):
+            if not target.is_file():
+                raise ClientException(f"{relative} is not a file")
         hdu_text = str(data.get("hdu", "")).strip()
-        hdu = int(hdu_text) if hdu_text.isdigit() else None
-        try:
-            with session_scope() as session:
-                task = create_task(
-                    session,
-                    target,
-                    original_name=target.name,
-                    source="archive",
-                    source_path=f"{data.get('root')}:{relative}",
-                    hdu=hdu,
-                    title=str(data.get("title", ""))[:250],
-                    owner_id=request.user.id,
-                )
-                audit(
-                    session,
-                    request.user,
-                    "create_task",
-                    f"task:{task.id}",
-                    source="archive",
-                    path=f"{data.get('root')}:{relative}",
-                    hdu=hdu,
-                )
-                task_id = task.id
-        except FitsInputError as exc:
-            raise ClientException(f"{target.name}: {exc}", status_code=422) from exc
-        return Redirect(f"/tasks/{task_id}")
+        hdu = int(hdu_text) if hdu_text.isdigit() and len(paths) == 1 else None
+        preset_id = preset_id_from(data.get("preset"))
+        created: list[int] = []
+        problems: list[str] = []
+        for relative, target in zip(paths, targets, strict=True):
+            try:
+                with session_scope() as session:
+                    config, extra = preset_inputs(session, preset_id)
+                    task = create_task(
+                        session,
+                        target,
+                        original_name=target.name,
+                        source="archive",
+                        source_path=f"{data.get('root')}:{relative}",
+                        hdu=hdu,
+                        title=str(data.get("title", ""))[:250],
+                        owner_id=request.user.id,
+                        config=config,
+                        extra_files=extra,
+                    )
+                    audit(
+                        session,
+                        request.user,
+                        "create_task",
+                        f"task:{task.id}",
+                        source="archive",
+                        path=f"{data.get('root')}:{relative}",
+                        hdu=hdu,
+                        preset=preset_id,
+                    )
+                    created.append(task.id)
+            except FitsInputError as exc:
+                problems.append(f"{target.name}: {exc}")
+            except PresetError as exc:
+                raise ClientException(str(exc)) from exc
+        if not created:
+            raise ClientException("; ".join(problems), status_code=422)
+        if len(created) == 1 and not problems:
+            return Redirect(f"/tasks/{created[0]}")
+        # Several tasks: the list shows them (files that failed are named in the log).
+        for problem in problems:
+            logger.warning("archive import skipped %s", problem)
+        return Redirect("/tasks/")

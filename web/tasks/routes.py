@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from jobs import runner
 from jobs.db import session_scope
 from jobs.models import ShareLink, StepRun, Task, TaskShare
+from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import remove_task_dir, task_dir
 from jobs.tasks import FitsInputError, create_task, staging_file
@@ -30,6 +31,7 @@ from pipeline.steps import get_step
 from web.access import can_manage, get_task, visible_tasks_query
 from web.accounts.service import audit
 from web.forms import changed_from_defaults, parse_form, path_errors
+from web.presets import all_presets, preset_id_from
 from web.tasks.sharing import sharing_context
 from web.tasks.views import all_sections, step_section
 
@@ -134,7 +136,15 @@ class TaskController(Controller):
             pages = max(1, math.ceil(total / per_page))
             page = min(max(page, 1), pages)
             tasks = session.exec(query.offset((page - 1) * per_page).limit(per_page)).all()
-        context = {"tasks": tasks, "q": q, "page": page, "pages": pages, "total": total}
+            presets = all_presets(session)
+        context = {
+            "tasks": tasks,
+            "q": q,
+            "page": page,
+            "pages": pages,
+            "total": total,
+            "presets": presets,
+        }
         partial = (
             request.headers.get("hx-request") and request.headers.get("hx-target") == "task-list"
         )
@@ -146,15 +156,25 @@ class TaskController(Controller):
         settings = get_settings()
         name, path = await receive_upload(request, settings.max_upload_mb * 2**20)
         title = unquote(request.headers.get("x-title", ""))[:250]
+        preset_id = preset_id_from(request.headers.get("x-preset"))
         try:
             with session_scope() as session:
+                config, extra = preset_inputs(session, preset_id)
                 task = create_task(
-                    session, path, original_name=name, title=title, owner_id=request.user.id
+                    session,
+                    path,
+                    original_name=name,
+                    title=title,
+                    owner_id=request.user.id,
+                    config=config,
+                    extra_files=extra,
                 )
                 audit(session, request.user, "create_task", f"task:{task.id}", source="upload")
                 task_id = task.id
         except FitsInputError as exc:
             raise ClientException(f"{name}: {exc}", status_code=422) from exc
+        except PresetError as exc:
+            raise ClientException(str(exc)) from exc
         finally:
             path.unlink(missing_ok=True)
         return {"id": task_id, "url": f"/tasks/{task_id}"}
