@@ -160,3 +160,51 @@ class Preset(SQLModel, table=True):
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # Files copied into each new task folder, e.g. ["custom_mask.fits"]
     files: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+# ---------------------------------------------------------------------------- candidates
+
+
+class VoteValue(StrEnum):
+    REAL = "real"
+    BOGUS = "bogus"
+    UNSURE = "unsure"
+
+
+class Candidate(SQLModel, table=True):
+    """A transient candidate of a finished step, indexed for search across tasks."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    step: str = Field(max_length=50)
+    key: str = Field(max_length=100, description="name within the task, e.g. J123456.7+123456")
+    row: int = Field(description="row of the step's candidate table")
+    ra: float = Field(index=True)
+    dec: float = Field(index=True)
+    mag: float | None = None
+    mag_err: float | None = None
+    sn: float | None = None
+    mjd: float | None = None
+    created: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Vote(SQLModel, table=True):
+    """One member's verdict on a candidate (the latest one counts)."""
+
+    task_id: int = Field(foreign_key="task.id", primary_key=True)
+    step: str = Field(max_length=50, primary_key=True)
+    key: str = Field(max_length=100, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", primary_key=True)
+    value: VoteValue = Field(max_length=10)
+    time: datetime = Field(default_factory=utcnow)
+
+
+class Comment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    step: str = Field(max_length=50)
+    key: str = Field(max_length=100, index=True)
+    user_id: int = Field(foreign_key="user.id")
+    username: str = Field(max_length=150)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    time: datetime = Field(default_factory=utcnow)

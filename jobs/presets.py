@@ -38,8 +38,13 @@ def preset_from_task(
         raise PresetError(f"a preset named {name!r} exists already")
     source = task_dir(task.id)
     files = [f for f in PRESET_FILES if (source / f).is_file()]
-    preset = Preset(name=name, description=description.strip()[:500], owner_id=owner_id,
-                    config=dict(task.config), files=files)
+    preset = Preset(
+        name=name,
+        description=description.strip()[:500],
+        owner_id=owner_id,
+        config=dict(task.config),
+        files=files,
+    )
     session.add(preset)
     session.flush()
     folder = preset_dir(preset.id)

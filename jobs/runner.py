@@ -17,6 +17,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from dramatiq.threading import Interrupt
 from sqlmodel import Session, col, select
 
+from jobs.candidates import clear_candidates, index_candidates
 from jobs.channels import get_channel
 from jobs.db import session_scope
 from jobs.models import RunState, StepRun, Task, utcnow
@@ -86,6 +87,7 @@ def queue_step(session: Session, task: Task, step: str) -> StepRun:
     if active_run(session, task.id) is not None:
         raise RunRefused("a step of this task is already queued or running; wait or cancel it")
     config = spec.config_model.model_validate(task.config.get(step, {}))
+    clear_candidates(session, task.id, downstream_of(step))
     for later in downstream_of(step)[1:]:
         previous = latest_runs(session, task.id).get(later)
         if previous is not None and previous.state != RunState.CLEARED:
@@ -282,6 +284,9 @@ def execute(task_id: int, step: str) -> None:
                 stored.files = result.files
                 stored.warnings = result.warnings
             stored.progress = 1.0 if state == RunState.DONE else stored.progress
+            if state == RunState.DONE and get_step(step).candidates:
+                inspect = ctx.read_result("inspect") or {}
+                index_candidates(session, task_id, step, inspect.get("mjd"))
             _finish(session, stored, state, error, log_text)
     if retry is not None:
         raise retry  # Dramatiq's Retries middleware re-sends the message after a backoff

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from astropy.io import fits
 from astropy.visualization import ZScaleInterval
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS, FITSFixedWarning, Sip
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
@@ -149,11 +149,15 @@ def stamp(array: NDArray, x0: int, y0: int, size: int, fill: float = np.nan) -> 
 
 
 def stamp_wcs(wcs: WCS | None, x0: int, y0: int, size: int) -> WCS | None:
-    """The parent WCS moved to the stamp grid (SIP included: it is relative to CRPIX)."""
+    """The parent WCS moved to the stamp grid (pixel (0, 0) = parent pixel (x0, y0))."""
     if wcs is None:
         return None
     moved = wcs.deepcopy()
-    moved.wcs.crpix = moved.wcs.crpix - np.array([x0, y0], float)[: moved.wcs.naxis]
+    shift = np.array([x0, y0], float)
+    moved.wcs.crpix = moved.wcs.crpix - shift[: moved.wcs.naxis]
+    if moved.sip is not None:  # SIP keeps its own copy of the reference pixel
+        sip = moved.sip
+        moved.sip = Sip(sip.a, sip.b, sip.ap, sip.bp, sip.crpix - shift)
     moved.pixel_shape = (size, size)
     return moved
 

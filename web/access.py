@@ -77,3 +77,23 @@ def visible_tasks_query(request: Request | None):
         .where(Membership.user_id == user.id)
     )
     return query.where(or_(col(Task.owner_id) == user.id, col(Task.id).in_(shared)))
+
+
+def referenced_task_errors(
+    session: Session, request: Request | None, config: dict, own_id: int
+) -> dict[str, str]:
+    """Errors for settings naming other tasks (``other_tasks``) the requester may not see."""
+    errors: dict[str, str] = {}
+    for key, value in config.items():
+        if not key.endswith("_tasks") or not value:
+            continue
+        for task_id in value:
+            task = session.get(Task, int(task_id))
+            if (
+                task is None
+                or task.id == own_id
+                or not can_access(session, request_user(request), task, "view")
+            ):
+                errors[key] = f"task {task_id} does not exist or is not visible to you"
+                break
+    return errors

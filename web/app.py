@@ -36,6 +36,7 @@ from web.accounts.routes import (
     setup_submit,
 )
 from web.api.routes import ApiController
+from web.candidates import CandidateController, search_candidates
 from web.embed import EmbedController, ShareLinkController, add_frame_policy
 from web.events import task_events
 from web.files.routes import ArchiveController, TaskFilesController
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             SharingController,
             ShareLinkController,
             PresetController,
+            CandidateController,
+            search_candidates,
             EmbedController,
             login_form,
             login_submit,

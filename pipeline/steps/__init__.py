@@ -48,6 +48,8 @@ class StepSpec:
     title: str
     description: str
     module: str | None
+    # (table file, folder of per-candidate cutouts) for steps that find candidates
+    candidates: tuple[str, str] | None = None
 
     @property
     def available(self) -> bool:
@@ -80,13 +82,15 @@ STEPS: tuple[StepSpec, ...] = (
         "transients_simple",
         "Simple transients",
         "Finds objects not in reference catalogues and not known minor planets.",
-        None,
+        "pipeline.steps.transients_simple",
+        ("candidates_simple.fits", "candidates_simple"),
     ),
     StepSpec(
         "subtraction",
         "Image subtraction",
         "Subtracts a template image and finds transients in the difference.",
-        None,
+        "pipeline.steps.subtraction",
+        ("candidates.fits", "candidates"),
     ),
 )
 STEP_NAMES: tuple[str, ...] = tuple(step.name for step in STEPS)

@@ -45,6 +45,7 @@ from pipeline.steps.base import (
     StepResult,
 )
 from pipeline.steps.photometry_reference import ReferenceConfig, run_reference_stage
+from pipeline.targets import TargetsConfig, measure_targets
 
 # Files this step writes into the task folder.
 SEGMENTATION_FILE = "segmentation.fits"
@@ -61,7 +62,7 @@ FLAGGED_WARNING_FRACTION = 0.5
 
 
 class PhotometryConfig(
-    DetectionConfig, FwhmConfig, MeasurementConfig, PrefilterConfig, ReferenceConfig
+    DetectionConfig, FwhmConfig, MeasurementConfig, PrefilterConfig, ReferenceConfig, TargetsConfig
 ):
     """Settings of the photometry step (detection, FWHM, apertures, prefilter, catalogue,
     astrometry, calibration)."""
@@ -314,6 +315,33 @@ def run(ctx: StepContext, config: PhotometryConfig) -> StepResult:
     wcs = reference.wcs
     lap("calibration")
 
+    target_summary: dict[str, Any] = {}
+    if config.targets:
+        ctx.progress(0.75, "forced photometry of the targets")
+        inspect = ctx.read_result("inspect") or {}
+        targets = measure_targets(
+            config,
+            image,
+            fwhm=fwhm.fwhm,
+            out_dir=ctx.task_dir,
+            measurement=config,
+            mask=mask,
+            background=background.level,
+            noise=background.rms,
+            gain=gain,
+            segmentation=detection.segmentation,
+            wcs=wcs,
+            calibration=reference.calibration,
+            time_iso=inspect.get("time"),
+            filter_name=inspect.get("filter"),
+            cache_dir=ctx.cache("names"),
+            logger=ctx.log,
+        )
+        files.extend(targets.files)
+        warn.extend(targets.warnings)
+        target_summary = {"targets": targets.summary}
+        lap("targets")
+
     ctx.progress(0.8, "writing outputs")
     flags = np.asarray(table["flags"])
     n_flagged = int(np.count_nonzero(flags))
@@ -362,6 +390,7 @@ def run(ctx: StepContext, config: PhotometryConfig) -> StepResult:
         "saturation": _number(saturation, 8) if saturation else None,
         "has_wcs": wcs is not None,
         **reference.summary,
+        **target_summary,
         "seconds": timing,
     }
     return StepResult(summary=summary, files=files, warnings=warn)

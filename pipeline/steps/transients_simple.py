@@ -24,6 +24,7 @@ from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 from pydantic import Field, model_validator
 
+from pipeline import cutouts
 from pipeline.catalogs.definitions import CATALOGS
 from pipeline.catalogs.errors import CatalogError
 from pipeline.catalogs.vizier import DEFAULT_TIMEOUT_S, DEFAULT_VIZIER_URL
@@ -39,8 +40,13 @@ from pipeline.steps.base import (
     StepError,
     StepResult,
 )
+from pipeline.targets.config import TargetsConfig
+from pipeline.targets.errors import AtlasUnavailable
+from pipeline.targets.hips import atlas_survey, atlas_wcs, fetch_atlas
 from pipeline.transients import candidates as cand
-from pipeline.transients import cutouts, filtering, skybot, vsx, xmatch
+from pipeline.transients import filtering, xmatch
+from pipeline.transients import skybot as skybot_client
+from pipeline.transients import vsx as vsx_client
 from pipeline.transients.bands import to_ab
 from pipeline.transients.matching import nearest_within
 
@@ -107,14 +113,14 @@ class TransientsSimpleConfig(StepConfig):
         10.0, gt=0, le=120, description="Match radius for minor planets, arcsec."
     )
     skybot_location: str = Field(
-        skybot.GEOCENTRE,
+        skybot_client.GEOCENTRE,
         min_length=1,
         max_length=8,
         description="IAU observatory code for the SkyBoT ephemerides ('500': geocentre).",
     )
-    skybot_url: str = Field(skybot.DEFAULT_SKYBOT_URL, description="SkyBoT cone-search URL.")
+    skybot_url: str = Field(skybot_client.DEFAULT_SKYBOT_URL, description="SkyBoT cone-search URL.")
     skybot_timeout: float = Field(
-        skybot.DEFAULT_SKYBOT_TIMEOUT_S, gt=0, le=600, description="SkyBoT timeout, seconds."
+        skybot_client.DEFAULT_SKYBOT_TIMEOUT_S, gt=0, le=600, description="SkyBoT timeout, seconds."
     )
     vsx: bool = Field(True, description="Annotate known variable stars (AAVSO VSX via VizieR).")
     vizier_url: str = Field(DEFAULT_VIZIER_URL, description="VizieR server for VSX.")
@@ -125,15 +131,16 @@ class TransientsSimpleConfig(StepConfig):
         100, ge=1, le=10000, description="Keep at most this many candidates, brightest first."
     )
     make_cutouts: bool = Field(True, description="Draw a cutout PNG for each candidate.")
-    cutout_radius: int = Field(30, ge=5, le=200, description="Half size of the cutouts, pixels.")
+    cutout_size: int = Field(61, ge=11, le=401, description="Side of the cutouts, pixels.")
     atlas: bool = Field(
         True,
         description="Add an atlas image (Pan-STARRS or SkyMapper via hips2fits) to the cutouts.",
     )
-    hips2fits_url: str = Field(cutouts.DEFAULT_HIPS2FITS_URL, description="hips2fits URL.")
-    hips2fits_timeout: float = Field(
-        cutouts.DEFAULT_HIPS2FITS_TIMEOUT_S, gt=0, le=300, description="hips2fits timeout, s."
+    hips2fits_url: str = Field(
+        TargetsConfig.model_fields["hips2fits_url"].default,
+        description="Base URL of the CDS hips2fits service (atlas images).",
     )
+    hips2fits_timeout: float = Field(30.0, gt=0, le=300, description="hips2fits timeout, s.")
 
     @model_validator(mode="after")
     def _cone_complete(self) -> TransientsSimpleConfig:
@@ -364,7 +371,7 @@ def _minor_planets(ctx, config, search: _Search, inspect, warn) -> tuple[bool, l
     centre_ra, centre_dec, radius = _enclosing_cone(ra, dec)
     ctx.progress(0.55, "checking known minor planets (SkyBoT)")
     try:
-        bodies = skybot.query_skybot(
+        bodies = skybot_client.query_skybot(
             centre_ra,
             centre_dec,
             radius + config.skybot_radius_arcsec / 3600.0,
@@ -373,7 +380,7 @@ def _minor_planets(ctx, config, search: _Search, inspect, warn) -> tuple[bool, l
             timeout=config.skybot_timeout,
             location=config.skybot_location,
         )
-    except skybot.SkybotError as exc:
+    except skybot_client.SkybotError as exc:
         warn.append(f"known minor planets were not checked: {exc}")
         return False, [], {}
     index, sep = nearest_within(ra, dec, bodies.ra, bodies.dec, config.skybot_radius_arcsec)
@@ -418,7 +425,7 @@ def _variables(ctx, config, table: Table, radius_arcsec: float, warn) -> bool:
     centre_ra, centre_dec, radius = _enclosing_cone(ra, dec)
     ctx.progress(0.65, "looking for known variable stars (VSX)")
     try:
-        found = vsx.query_vsx(
+        found = vsx_client.query_vsx(
             centre_ra,
             centre_dec,
             radius + radius_arcsec / 3600.0,
@@ -478,6 +485,38 @@ def _title(row, inspect: dict[str, Any], band: str, system: str) -> str:
     return "  ".join(parts) + ("\n" + "; ".join(notes) if notes else "")
 
 
+def _candidate_cutout(row, image, mask, segmentation, wcs, config, band, warn, atlas_ok):
+    """The cutout of one candidate (image, atlas, footprint, mask); atlas_ok as updated."""
+    size = config.cutout_size
+    x, y = float(row["x"]), float(row["y"])
+    x0, y0 = cutouts.stamp_origin(x, y, size)
+    panels: list = [("image", image, "image", "image", np.nan)]
+    if config.atlas and wcs is not None:
+        choice = atlas_survey(band, float(row["dec"]))
+        atlas = cutouts.CutoutPanel("atlas", None, choice.label, "image", "atlas off")
+        if atlas_ok:
+            try:
+                grid = atlas_wcs(wcs, x, y, x0, y0, size)
+                atlas.data = fetch_atlas(
+                    choice.hips, grid, url=config.hips2fits_url, timeout=config.hips2fits_timeout
+                )
+                atlas.note = None
+            except AtlasUnavailable as exc:
+                warn.append(f"cutouts have no atlas image: {exc}")
+                atlas.note = f"atlas unavailable: {exc}"
+                atlas_ok = False  # the service is out: do not wait for it once per candidate
+        panels.append(atlas)
+    if segmentation is not None and "id" in row.colnames:
+        segment = cutouts.stamp(segmentation, x0, y0, size, 0) == int(row["id"])
+        panels.append(
+            cutouts.CutoutPanel("footprint", segment.astype(np.uint8), "footprint", "mask")
+        )
+    if mask is not None:
+        panels.append(("mask", mask, "mask", "mask", 0))
+    meta = {"JNAME": str(row["jname"]), "RA": float(row["ra"]), "DEC": float(row["dec"])}
+    return cutouts.make_cutout(x, y, size, panels, wcs=wcs, meta=meta), atlas_ok
+
+
 def _cutouts(ctx, config, table: Table, aperture_px: float, wcs, inspect, files, warn) -> None:
     if not config.make_cutouts or len(table) == 0:
         return
@@ -489,41 +528,28 @@ def _cutouts(ctx, config, table: Table, aperture_px: float, wcs, inspect, files,
     segmentation = _read_plane(ctx, SEGMENTATION_FILE)
     band = str(table.meta.get("MAGBAND") or inspect.get("filter") or "r")
     system = str(table.meta.get("MAGSYS") or "")
-    folder = ctx.path(cand.CUTOUT_DIR)
-    folder.mkdir(exist_ok=True)
-    atlas_ok = config.atlas and wcs is not None
+    ctx.path(cand.CUTOUT_DIR).mkdir(exist_ok=True)
+    atlas_ok = True
     for k, row in enumerate(table):
         ctx.progress(0.7 + 0.28 * k / len(table), f"cutout {k + 1} of {len(table)}")
-        label = int(row["id"]) if "id" in table.colnames else None
-        panels = cutouts.cut_panels(
-            image,
-            row["x"],
-            row["y"],
-            config.cutout_radius,
-            segmentation=segmentation,
-            label=label,
-            mask=mask,
-            wcs=wcs,
+        cutout, atlas_ok = _candidate_cutout(
+            row, image, mask, segmentation, wcs, config, band, warn, atlas_ok
         )
-        survey = cutouts.atlas_survey(band, float(row["dec"]))
-        if atlas_ok and panels.wcs is not None:
-            try:
-                panels.atlas = cutouts.fetch_atlas(
-                    panels.wcs, survey, config.hips2fits_url, config.hips2fits_timeout
-                )
-            except cutouts.AtlasError as exc:
-                warn.append(f"cutouts have no atlas image: {exc}")
-                atlas_ok = False  # the service is out: do not wait for it once per candidate
-        name = f"{cand.CUTOUT_DIR}/{row['jname']}.png"
+        stem = f"{cand.CUTOUT_DIR}/{row['jname']}"
+        centre = cutout.center
+        # a reticle twice the aperture frames the source instead of hiding it
+        marks = [cutouts.CircleMark(centre[0], centre[1], max(2.0 * aperture_px, 4.0))]
         try:
-            cutouts.plot_candidate(
-                panels, _title(row, inspect, band, system), ctx.path(name), aperture_px, survey
+            cutouts.write_cutout(cutout, ctx.path(stem + ".cutout"))
+            files.append(stem + ".cutout")
+            cutouts.plot_cutout(
+                cutout, ctx.path(stem + ".png"), _title(row, inspect, band, system), marks
             )
-        except Exception as exc:  # a failed plot must not lose the candidates
+        except Exception as exc:  # a failed figure must not lose the candidates
             warn.append(f"the cutout of {row['jname']} could not be drawn: {exc}")
             continue
-        table["cutout"][k] = name
-        files.append(name)
+        table["cutout"][k] = stem + ".png"
+        files.append(stem + ".png")
 
 
 def _summary_number(value: float | None, digits: int = 5) -> float | None:

@@ -27,7 +27,7 @@ def chunk_edges(length: int, size: int, overlap: int) -> list[tuple[int, int, in
         return [(0, length, 0, length)]
     count = math.ceil((length - overlap) / (size - overlap))
     step = (length - size) / (count - 1) if count > 1 else 0
-    starts = [int(round(i * step)) for i in range(count)]
+    starts = [round(i * step) for i in range(count)]
     edges = []
     for i, start in enumerate(starts):
         stop = min(start + size, length)
@@ -58,7 +58,9 @@ def subtract_in_chunks(
     if overlap >= chunk_size:
         raise ValueError(f"overlap ({overlap}) must be smaller than chunk_size ({chunk_size})")
     boxes = [
-        (ry, rx) for ry in chunk_edges(ny, chunk_size, overlap) for rx in chunk_edges(nx, chunk_size, overlap)
+        (ry, rx)
+        for ry in chunk_edges(ny, chunk_size, overlap)
+        for rx in chunk_edges(nx, chunk_size, overlap)
     ]
     out = SubtractionProducts(
         difference=np.zeros((ny, nx)),

@@ -94,7 +94,7 @@ def flux_ratio(
             f"only {len(ratio)} stars measured in both image and template: cannot match "
             "their flux scales (does the template cover the image? is it the same band?)"
         )
-    return float(np.median(ratio)), int(len(ratio))
+    return float(np.median(ratio)), len(ratio)
 
 
 def prepare_inputs(
@@ -131,7 +131,9 @@ def prepare_inputs(
     )
     try:
         psf_img, n_img = measure_psf(img, image_bad, img_noise, image_fwhm, image_saturation)
-        psf_tpl, n_tpl = measure_psf(tpl, template_bad, tpl_noise, template_fwhm, template_saturation)
+        psf_tpl, n_tpl = measure_psf(
+            tpl, template_bad, tpl_noise, template_fwhm, template_saturation
+        )
     except PsfError as exc:
         raise PreparationError(str(exc)) from exc
     inputs = SubtractionInputs(

@@ -85,7 +85,7 @@ def stack_psf(data: np.ndarray, positions: np.ndarray, fwhm: float) -> np.ndarra
     big = half + 2
     stamps = []
     for x, y in positions:
-        ix, iy = int(round(x)), int(round(y))
+        ix, iy = round(x), round(y)
         stamp = data[iy - big : iy + big + 1, ix - big : ix + big + 1].astype(float)
         if stamp.shape != (2 * big + 1, 2 * big + 1):
             continue
@@ -126,7 +126,9 @@ def psf_fwhm(psf: np.ndarray) -> float:
     v = psf.ravel() / psf.max()
     edges = np.arange(0, half + 1, 0.5)
     idx = np.digitize(r, edges)
-    prof = np.array([v[idx == i].mean() if np.any(idx == i) else np.nan for i in range(1, len(edges))])
+    prof = np.array(
+        [v[idx == i].mean() if np.any(idx == i) else np.nan for i in range(1, len(edges))]
+    )
     mid = 0.5 * (edges[1:] + edges[:-1])
     mid[0] = 0.0
     good = np.isfinite(prof)

@@ -5,7 +5,8 @@ P_n, P_r (unit sum), flux scales F_n, F_r and background noises σ_n, σ_r, in F
 space (hats; den² = σ_n² F_r² |P̂_r|² + σ_r² F_n² |P̂_n|²):
 
 * proper difference (eq. 13)   D̂ = (F_r P̂_r N̂ − F_n P̂_n R̂) / den
-* its PSF (eq. 14)             P̂_d = F_r F_n P̂_r P̂_n / (F_d den), F_d = F_r F_n / sqrt(σ_n² F_r² + σ_r² F_n²)
+* its PSF (eq. 14)             P̂_d = F_r F_n P̂_r P̂_n / (F_d den),
+  with F_d = F_r F_n / sqrt(σ_n² F_r² + σ_r² F_n²)
 * matched filter (eq. 17)      Ŝ = F_d D̂ conj(P̂_d) = k̂_n N̂ − k̂_r R̂ with
   k̂_n = F_r² F_n conj(P̂_n) |P̂_r|² / den² and k̂_r = F_r F_n² conj(P̂_r) |P̂_n|² / den² (eqs. 28-29)
 * corrected significance (eq. 25) S_corr = S / sqrt(V_n ⊗ k_n² + V_r ⊗ k_r²), where V_n, V_r are
@@ -66,11 +67,25 @@ def chunk_psfs(inputs: SubtractionInputs) -> tuple[np.ndarray, np.ndarray, dict]
     info: dict = {}
     psfs = []
     for name, data, bad, noise, fwhm, sat, fallback in (
-        ("image", inputs.image, inputs.image_bad, inputs.image_noise, inputs.image_fwhm,
-         inputs.image_saturation, inputs.image_psf),
-        ("template", inputs.template, inputs.template_bad, inputs.template_noise,
-         inputs.template_fwhm, inputs.template_saturation, inputs.template_psf),
-    ):  # fmt: skip
+        (
+            "image",
+            inputs.image,
+            inputs.image_bad,
+            inputs.image_noise,
+            inputs.image_fwhm,
+            inputs.image_saturation,
+            inputs.image_psf,
+        ),
+        (
+            "template",
+            inputs.template,
+            inputs.template_bad,
+            inputs.template_noise,
+            inputs.template_fwhm,
+            inputs.template_saturation,
+            inputs.template_psf,
+        ),
+    ):
         try:
             psf, n = measure_psf(data, bad, noise, fwhm, sat)
             info[f"{name}_psf_stars"] = n
@@ -80,7 +95,7 @@ def chunk_psfs(inputs: SubtractionInputs) -> tuple[np.ndarray, np.ndarray, dict]
             psf = fallback
             info[f"{name}_psf_stars"] = 0  # whole-image PSF used
         psfs.append(psf)
-    return _common_size(*psfs) + (info,)
+    return (*_common_size(*psfs), info)
 
 
 def _common_size(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

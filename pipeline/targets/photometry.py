@@ -41,7 +41,17 @@ from pipeline.detection import windowed_positions
 from pipeline.limits import MAG_LIMIT_COLUMN, local_limits
 from pipeline.measurement import measure_positions, sky_coordinates
 
-MEASURED_COLUMNS = ("flux", "fluxerr", "bg_fluxerr", "bg_local", "mag", "magerr", "flags", "ra", "dec")
+MEASURED_COLUMNS = (
+    "flux",
+    "fluxerr",
+    "bg_fluxerr",
+    "bg_local",
+    "mag",
+    "magerr",
+    "flags",
+    "ra",
+    "dec",
+)
 # The photometry columns of the targets table, in order (after the identification columns).
 PHOTOMETRY_COLUMNS = (
     "x",
@@ -172,8 +182,9 @@ min_annulus_fraction, segmentation, wcs
             centroided = use
     table["x"], table["y"] = xs, ys
     ra_orig, dec_orig = sky_coordinates(wcs, x_orig, y_orig)
-    return _with_magnitudes(table, x_orig, y_orig, ra_orig, dec_orig, centroided, calibration,
-                            sn_threshold)
+    return _with_magnitudes(
+        table, x_orig, y_orig, ra_orig, dec_orig, centroided, calibration, sn_threshold
+    )
 
 
 def _with_magnitudes(

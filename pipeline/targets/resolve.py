@@ -38,7 +38,7 @@ import httpx
 
 from pipeline.targets.config import TargetsConfig
 from pipeline.targets.errors import ResolverUnavailable, TargetError, TargetNotFound
-from pipeline.targets.parse import TargetSpec
+from pipeline.targets.parse import TargetSpec, parse_target
 
 log = logging.getLogger("skysift.targets")
 
@@ -230,9 +230,9 @@ def query_tns(
     TargetNotFound
         The TNS has no such object.
     TargetError
-        The TNS refused the bot credentials (HTTP 401/403).
+        The TNS refused the bot credentials (HTTP 401/403) or the request (other 4xx).
     ResolverUnavailable
-        The TNS did not answer, or answered an error of its own.
+        The TNS did not answer, answered HTTP 5xx/429 or something that is not JSON.
     """
     service = "the TNS"
     form = {
@@ -256,15 +256,19 @@ def query_tns(
             "resolver"
         )
     body = _tns_json(response, service)
-    reply = (body.get("data") or {}).get("reply") if isinstance(body.get("data"), dict) else None
+    data = body.get("data")
+    reply = data.get("reply") if isinstance(data, dict) else None
     if isinstance(reply, dict):
         ra, dec = _number(reply.get("radeg")), _number(reply.get("decdeg"))
         if ra is not None and dec is not None:
             name = f"{reply.get('name_prefix') or ''} {reply.get('objname') or designation}"
             return Resolution(ra, dec, name.strip(), "TNS", _tns_type(reply))
     if response.status_code >= 400 and response.status_code != 404:
-        message = body.get("id_message") or f"HTTP {response.status_code}"
-        raise ResolverUnavailable(f"{service} is unreachable: it answered {message}")
+        message = body.get("id_message") or "no message"
+        raise TargetError(
+            f"the TNS refused the request (HTTP {response.status_code}, {message}): check the "
+            "tns_url setting"
+        )
     raise TargetNotFound(
         f"the TNS knows no object named {designation!r}: check the name, or give the coordinates"
     )
@@ -420,7 +424,7 @@ class TargetResolver:
     def sesame(self, name: str) -> Resolution:
         cfg = self.config
         return self._cached(
-            f"sesame:{name.lower()}",
+            f"sesame:{' '.join(name.split()).lower()}",
             lambda: query_sesame(
                 name, url=cfg.sesame_url, timeout=cfg.resolver_timeout, client=self._http
             ),
@@ -487,3 +491,29 @@ class TargetResolver:
         if isinstance(tns_problem, ResolverUnavailable):
             self.warnings.append(f"{spec.describe()}: {tns_problem}; SIMBAD's position is used")
         return found
+
+
+def resolve_name(
+    text: str,
+    config: TargetsConfig | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    logger: logging.Logger | None = None,
+) -> Resolution:
+    """Sky position of one target line (coordinates, a SIMBAD or TNS name) in one call.
+
+    Uses the services of ``config`` (the real ones by default). Other modules use it to
+    let users type a name wherever a sky position is asked for.
+
+    Raises
+    ------
+    TargetError
+        An unreadable line, a pixel position, or a name no service knows.
+    ResolverUnavailable
+        The service needed is unreachable.
+    """
+    spec = parse_target(text)
+    if spec.kind == "pixel":
+        raise TargetError(f"{spec.describe()} is a pixel position; a sky position is needed here")
+    with TargetResolver(config or TargetsConfig(), cache_dir=cache_dir, logger=logger) as resolver:
+        return resolver.resolve(spec)

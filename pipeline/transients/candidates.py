@@ -8,6 +8,7 @@ copy), CSV, VOTable and a DS9 region file (circles of the aperture radius).
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,18 @@ def _plain_meta(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
 
 
+def _ascii_strings(table: Table) -> Table:
+    """A copy whose text columns are ASCII (FITS tables hold nothing else)."""
+    out = Table(table, copy=True)
+    for name in out.colnames:
+        if out[name].dtype.kind == "U" and len(out):
+            out[name] = [
+                unicodedata.normalize("NFKD", str(v)).encode("ascii", "replace").decode()
+                for v in out[name]
+            ]
+    return out
+
+
 def write_regions(table: Table, path: Path, radius_arcsec: float) -> None:
     """DS9 region file: one fk5 circle per candidate, labelled by name."""
     lines = [
@@ -101,7 +114,7 @@ def write_candidates(table: Table, folder: Path, radius_arcsec: float) -> list[s
     """Write FITS, CSV, VOTable and DS9 regions into ``folder``; return the file names."""
     out = Table(table, copy=False)
     out.meta = _plain_meta(table.meta)
-    _replace(folder / CANDIDATES_FITS, lambda p: out.write(p, format="fits"))
+    _replace(folder / CANDIDATES_FITS, lambda p: _ascii_strings(out).write(p, format="fits"))
     _replace(folder / CANDIDATES_CSV, lambda p: out.write(p, format="ascii.csv"))
     _replace(folder / CANDIDATES_VOT, lambda p: out.write(p, format="votable"))
     write_regions(table, folder / CANDIDATES_REG, radius_arcsec)

@@ -69,7 +69,7 @@ def variables_from_table(table: Table) -> Variables:
     ranges = []
     for bright, faint, band in zip(high, low, passband, strict=True):
         if np.isfinite(bright) and np.isfinite(faint):
-            ranges.append(f"{bright:.2f}–{faint:.2f} {band}".strip())
+            ranges.append(f"{bright:.2f}-{faint:.2f} {band}".strip())
         elif np.isfinite(bright):
             ranges.append(f"max {bright:.2f} {band}".strip())
         else:

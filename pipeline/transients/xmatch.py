@@ -18,7 +18,9 @@ cache and with the timeout (astroquery sends that request without one).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,7 +54,9 @@ def catalogs_for_field(dec: float, wanted: list[str] | None = None) -> list[str]
 def _client_class():
     """astroquery's XMatch client with a per-instance URL and timeout (lazy import)."""
     from astroquery.utils import url_helpers
-    from astroquery.xmatch import XMatchClass
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a note about 'regions'
+        from astroquery.xmatch import XMatchClass
 
     class _XMatchAtUrl(XMatchClass):
         def __init__(self, url: str, timeout: float):

@@ -146,6 +146,28 @@ const SkySift = (() => {
     return { get lastId() { return lastId; } };
   }
 
+  // ---------------------------------------------------------------- vetting
+  // Colleagues' votes and comments arrive on the task's event stream: refresh that
+  // candidate's block and say who did what (older events replayed at connect are skipped).
+  function followVotes(taskId) {
+    const since = Date.now() / 1000 - 1;
+    const me = document.body.dataset.username;
+    const source = new EventSource(`/tasks/${taskId}/events`);
+    for (const kind of ["vote", "comment"]) {
+      source.addEventListener(kind, (e) => {
+        const data = JSON.parse(e.data);
+        if (data.t < since) return;
+        const block = document.getElementById(`vet-${data.key}`);
+        if (block) htmx.trigger(block, "refresh");
+        if (data.user !== me) {
+          toast(kind === "vote" ? `${data.user} voted ${data.value} on ${data.key}` : `${data.user} commented on ${data.key}`, "info");
+        }
+        document.body.dataset.sseNotices = String(Number(document.body.dataset.sseNotices || 0) + 1);
+      });
+    }
+    return source;
+  }
+
   // ---------------------------------------------------------------- misc
   function setupHeaderFilters() {
     document.querySelectorAll(".header-filter").forEach((input) => {
@@ -165,5 +187,5 @@ const SkySift = (() => {
     document.body.addEventListener("htmx:sendError", () => toast("The server cannot be reached."));
   });
 
-  return { followTask, toast, upload };
+  return { followTask, followVotes, toast, upload };
 })();

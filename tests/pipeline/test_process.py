@@ -67,6 +67,38 @@ def test_process_writes_documented_outputs(simulated, tmp_path, capsys):
         assert (out / name).is_file(), name
 
 
+def test_process_measures_targets(simulated, tmp_path):
+    sky, paths = simulated
+    isolated = sky.truth.transients[~sky.truth.transients["on_galaxy"]][0]
+    out = tmp_path / "out"
+    code = main(
+        [
+            "process",
+            str(paths["image"]),
+            "--out",
+            str(out),
+            "--catalog",
+            str(paths["catalog"]),
+            "--catalog-name",
+            "ps1",
+            "--target",
+            f"{isolated['ra']} {isolated['dec']}",
+            "--target",
+            "x=20 y=1000",
+            "--set",
+            "photometry.atlas_cutouts=false",
+        ]
+    )
+    assert code == 0
+    targets = Table.read(out / "targets.fits")
+    primary, empty = targets[0], targets[1]
+    # a transient of g-r = 0 calibrated with the median star colour: allow 3σ + 0.05 mag
+    assert primary["detected"]
+    assert abs(primary["mag_calib"] - isolated["mag"]) < 3 * primary["mag_calib_err"] + 0.05
+    assert not empty["detected"]
+    assert abs(empty["mag_limit"] - sky.truth.limit_sn5) < 0.3
+
+
 def test_process_says_why_a_step_cannot_run(simulated, tmp_path, capsys):
     _sky, paths = simulated
     assert (

@@ -66,6 +66,11 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("POST", "/tasks/{task_id:int}/links/{link_id:int}/revoke"): "task-manage",
     ("GET", "/embed/{token:str}"): "public",
     ("GET", "/presets"): "user",
+    ("GET", "/candidates"): "user",
+    ("GET", "/tasks/{task_id:int}/candidates/{step:str}"): "task-view",
+    ("GET", "/tasks/{task_id:int}/candidates/{step:str}/{key:str}/block"): "task-view",
+    ("POST", "/tasks/{task_id:int}/candidates/{step:str}/{key:str}/vote"): "task-view",
+    ("POST", "/tasks/{task_id:int}/candidates/{step:str}/{key:str}/comment"): "task-view",
     ("POST", "/presets/from-task/{task_id:int}"): "task-view",
     ("POST", "/presets/{preset_id:int}/delete"): "self",
     ("GET", "/embed/{token:str}/files/{path:path}"): "public",
@@ -107,7 +112,7 @@ def world(client, settings):
     from sqlmodel import select
 
     from jobs.db import session_scope
-    from jobs.models import AccessLevel, Group, ShareLink, TaskShare
+    from jobs.models import AccessLevel, Candidate, Group, ShareLink, TaskShare
 
     make_user("owner", groups=("owners",))
     make_user("viewer", groups=("watchers",))
@@ -119,6 +124,16 @@ def world(client, settings):
         groups = {g.name: g.id for g in session.exec(select(Group)).all()}
         session.add(TaskShare(task_id=task_id, group_id=groups["watchers"]))
         session.add(TaskShare(task_id=task_id, group_id=groups["runners"], access=AccessLevel.EDIT))
+        session.add(
+            Candidate(
+                task_id=task_id,
+                step="transients_simple",
+                key="J000000.00+000000.0",
+                row=0,
+                ra=0.0,
+                dec=0.0,
+            )
+        )
         link = ShareLink(task_id=task_id, token_hash="0" * 64)
         session.add(link)
         session.flush()
@@ -139,8 +154,11 @@ def concrete(path: str, world: dict) -> str:
         "token_id": "999",
         "link_id": str(world["link_id"]),
         "preset_id": "999",
+        "key": "J000000.00+000000.0",
         "token": "skl_not-a-real-link",
     }
+    if "/candidates/" in path:
+        values["step"] = "transients_simple"
     if path.startswith("/api/schema"):
         values["path"] = "openapi.json"
     return re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], path)
@@ -163,7 +181,9 @@ def test_routes_refuse_what_they_must(client, world, role):
     else:
         start_session(client, role)
     failures = []
-    for method, pattern in app_routes(client.app):
+    # candidate routes first: running a step (allowed to editors) clears the candidates
+    routes = sorted(app_routes(client.app), key=lambda r: "/candidates/" not in r[1])
+    for method, pattern in routes:
         rule = "public" if pattern.startswith(PUBLIC_PREFIXES) else ROUTE_RULES[(method, pattern)]
         if pattern in ("/logout", "/login", "/setup") and method == "POST":
             continue  # end or start sessions: tested in test_accounts

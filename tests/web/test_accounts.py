@@ -160,3 +160,21 @@ def test_audit_log_records_who_did_what(client):
         assert action in page.text, action
     filtered = client.get("/admin/audit?action=change_title")
     assert "change_title" in filtered.text and "create_task" not in filtered.text
+
+
+def test_settings_cannot_reach_into_tasks_one_may_not_see(client):
+    make_user("mallory")
+    secret = upload(client, fits_bytes(), "secret.fits").json()["id"]
+    start_session(client, "mallory")
+    own = upload(client, fits_bytes(), "mine.fits").json()["id"]
+    response = client.post(
+        f"/tasks/{own}/steps/transients_simple/run", data={"other_tasks": str(secret)}
+    )
+    assert "not visible to you" in response.text
+    token = api_token("mallory")
+    api_response = client.post(
+        f"/api/tasks/{own}/steps/transients_simple",
+        json={"other_tasks": [secret]},
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert api_response.status_code == 400

@@ -19,7 +19,7 @@ from jobs.settings import get_settings
 from jobs.storage import list_task_files, task_dir
 from jobs.tasks import FitsInputError, create_task
 from pipeline.steps import STEPS, get_step
-from web.access import get_task, visible_tasks_query
+from web.access import get_task, referenced_task_errors, visible_tasks_query
 from web.accounts.service import audit
 from web.forms import path_errors
 from web.tasks.routes import receive_upload
@@ -165,7 +165,10 @@ class ApiController(Controller):
             merged = {**task.config.get(step, {}), **(data or {})}
             try:
                 config = spec.config_model.model_validate(merged).model_dump(mode="json")
-                if errors := path_errors(config, task_dir(task_id)):
+                errors = path_errors(config, task_dir(task_id)) or referenced_task_errors(
+                    session, request, config, task_id
+                )
+                if errors:
                     raise ClientException("invalid config", extra={"errors": errors})
             except ValidationError as exc:
                 raise ClientException(

@@ -21,14 +21,14 @@ from sqlmodel import Session, col, select
 
 from jobs import runner
 from jobs.db import session_scope
-from jobs.models import ShareLink, StepRun, Task, TaskShare
+from jobs.models import Candidate, Comment, ShareLink, StepRun, Task, TaskShare, Vote
 from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import remove_task_dir, task_dir
 from jobs.tasks import FitsInputError, create_task, staging_file
 from pipeline.simulate import SkyConfig, simulate_sky, write_simulation
 from pipeline.steps import get_step
-from web.access import can_manage, get_task, visible_tasks_query
+from web.access import can_manage, get_task, referenced_task_errors, visible_tasks_query
 from web.accounts.service import audit
 from web.forms import changed_from_defaults, parse_form, path_errors
 from web.presets import all_presets, preset_id_from
@@ -234,7 +234,7 @@ class TaskController(Controller):
                 raise ClientException("cancel the running step before deleting the task")
             for run in session.exec(select(StepRun).where(StepRun.task_id == task_id)).all():
                 session.delete(run)
-            for model in (TaskShare, ShareLink):
+            for model in (TaskShare, ShareLink, Candidate, Vote, Comment):
                 for row in session.exec(select(model).where(model.task_id == task_id)).all():
                     session.delete(row)
             audit(session, request.user, "delete_task", f"task:{task_id}", title=task.title)
@@ -259,7 +259,11 @@ class TaskController(Controller):
             if not spec.available:
                 return render_section(session, task, step, message="This step is not built yet.")
             config, errors = parse_form(spec.config_model, data)
-            errors = errors or path_errors(config, task_dir(task_id))
+            errors = (
+                errors
+                or path_errors(config, task_dir(task_id))
+                or referenced_task_errors(session, request, config, task_id)
+            )
             if errors:
                 return render_section(session, task, step, errors=errors, form_values=data)
             task.config = {**task.config, step: config}

@@ -29,7 +29,10 @@ class StepSection:
 
     @property
     def plots(self) -> list[dict]:
-        return [f for f in self.files if f["name"].lower().endswith(".png")]
+        # top-level plots only: per-candidate cutouts live in sub-folders (vetting pages)
+        return [
+            f for f in self.files if f["name"].lower().endswith(".png") and "/" not in f["name"]
+        ]
 
 
 def step_section(

@@ -1,0 +1,85 @@
+"""Candidates of finished steps, indexed in the database for vetting and search."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from astropy.table import Table
+from sqlmodel import Session, delete
+
+from jobs.models import Candidate
+from jobs.storage import task_dir
+from pipeline.steps import get_step
+
+logger = logging.getLogger("skysift.jobs")
+
+
+def _number(row, name: str) -> float | None:
+    if name not in row.colnames:
+        return None
+    value = row[name]
+    if np.ma.is_masked(value):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def candidate_key(row, index: int) -> str:
+    """The candidate's name in its task: its J-name, else a row label."""
+    if "jname" in row.colnames and str(row["jname"]).strip():
+        return str(row["jname"]).strip()
+    from pipeline.subtraction.cutouts import candidate_name
+
+    return candidate_name(float(row["ra"]), float(row["dec"]), index)
+
+
+def read_candidates(task_id: int, step: str) -> Table | None:
+    spec = get_step(step)
+    if spec.candidates is None:
+        return None
+    path = task_dir(task_id) / spec.candidates[0]
+    if not path.is_file():
+        return None
+    return Table.read(path)
+
+
+def cutout_name(task_id: int, step: str, key: str) -> str | None:
+    """Relative path of the candidate's PNG cutout, if the step drew one."""
+    folder = get_step(step).candidates[1]
+    name = f"{folder}/{key}.png"
+    return name if (task_dir(task_id) / name).is_file() else None
+
+
+def index_candidates(session: Session, task_id: int, step: str, mjd: float | None) -> int:
+    """Replace the indexed candidates of ``step`` of a task by those of its table."""
+    session.exec(delete(Candidate).where(Candidate.task_id == task_id, Candidate.step == step))
+    table = read_candidates(task_id, step)
+    if table is None:
+        return 0
+    sn_flux = "flux" in table.colnames and "fluxerr" in table.colnames
+    for index, row in enumerate(table):
+        sn = None
+        if sn_flux and _number(row, "fluxerr"):
+            sn = (_number(row, "flux") or 0.0) / _number(row, "fluxerr")
+        session.add(
+            Candidate(
+                task_id=task_id,
+                step=step,
+                key=candidate_key(row, index),
+                row=index,
+                ra=float(row["ra"]),
+                dec=float(row["dec"]),
+                mag=_number(row, "mag_calib"),
+                mag_err=_number(row, "mag_calib_err"),
+                sn=sn,
+                mjd=mjd,
+            )
+        )
+    return len(table)
+
+
+def clear_candidates(session: Session, task_id: int, steps: list[str]) -> None:
+    for step in steps:
+        session.exec(delete(Candidate).where(Candidate.task_id == task_id, Candidate.step == step))

@@ -1,0 +1,1 @@
+"""Image subtraction: engines (ZOGY built in), chunked processing, candidate vetting."""

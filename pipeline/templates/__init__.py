@@ -1,0 +1,1 @@
+"""Template images for subtraction: an uploaded file or survey cutouts, on the image grid."""
