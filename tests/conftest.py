@@ -134,9 +134,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def live_server(tmp_path):
+def live_server_env() -> dict[str, str]:
+    """Extra environment of the live portal; tests override this fixture."""
+    return {}
+
+
+@pytest.fixture
+def live_server(tmp_path, live_server_env):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSIFT_")}
+    env.update(live_server_env)
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
         [

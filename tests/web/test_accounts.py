@@ -178,3 +178,24 @@ def test_settings_cannot_reach_into_tasks_one_may_not_see(client):
         headers={"authorization": f"Bearer {token}"},
     )
     assert api_response.status_code == 400
+
+
+def test_admin_adds_and_removes_group_members(client):
+    from sqlmodel import select
+
+    from jobs.db import session_scope
+    from jobs.models import Membership
+
+    user_id = make_user("dora")
+    client.post("/admin/groups", data={"name": "pairs"})
+    with session_scope() as session:
+        from jobs.models import Group
+
+        group_id = session.exec(select(Group).where(Group.name == "pairs")).one().id
+    form = {"user_id": str(user_id), "group_id": str(group_id), "member": "on"}
+    assert client.post("/admin/memberships", data=form).status_code == 200
+    with session_scope() as session:
+        assert session.get(Membership, (user_id, group_id)) is not None
+    client.post("/admin/memberships", data={"user_id": str(user_id), "group_id": str(group_id)})
+    with session_scope() as session:
+        assert session.get(Membership, (user_id, group_id)) is None

@@ -245,7 +245,7 @@ class AdminController(Controller):
                 request.user,
                 "add_member" if member else "remove_member",
                 f"group:{group.id}",
-                user=user.username,
+                member=user.username,
             )
         return Redirect("/admin/", status_code=303)
 
