@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.fitsio import FitsInputError, write_task_image
 from pipeline.steps import STEP_NAMES, StepContext, StepError, get_step, run_step
 from pipeline.steps.base import IMAGE_FILE
+from pipeline.templates.sources import CUSTOM_TEMPLATE_FILE
 
 RESULT_FILE = "result.json"
 logger = logging.getLogger("skysift.process")
@@ -101,15 +102,18 @@ def process_image(
         "filter": filter_name,
         "catalog_file": str(Path(catalog).resolve()) if catalog else None,
         "catalog": catalog_name,
-        "template_file": str(Path(template).resolve()) if template else None,
+        "template": "custom" if template else None,
         "targets": targets,
     }
     configs = build_configs(steps, settings or [], named)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        write_task_image(image, out / IMAGE_FILE)
-    except FitsInputError as exc:
-        raise ProcessError(f"{image}: {exc}") from exc
+    for source, name in ((image, IMAGE_FILE), (template, CUSTOM_TEMPLATE_FILE)):
+        if source is None:
+            continue
+        try:
+            write_task_image(Path(source), out / name)
+        except FitsInputError as exc:
+            raise ProcessError(f"{source}: {exc}") from exc
     ctx = StepContext(task_dir=out, log=logger, cache_dir=default_cache_dir())
     results: dict[str, Any] = {}
     try:
