@@ -56,6 +56,20 @@ const SkySift = (() => {
     xhr.send(file);
   }
 
+  function uploadTemplate(taskId, file) {
+    const status = document.getElementById("template-status");
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/tasks/${taskId}/template`);
+    xhr.setRequestHeader("X-CSRFToken", csrf());
+    xhr.setRequestHeader("X-Filename", encodeURIComponent(file.name));
+    xhr.setRequestHeader("Accept", "application/json");
+    status.textContent = `Uploading ${file.name}…`;
+    xhr.onload = () => {
+      status.textContent = xhr.status === 201 ? `${file.name} stored as custom_template.fits.` : problemText(xhr);
+    };
+    xhr.send(file);
+  }
+
   function setupUpload() {
     const zone = document.getElementById("dropzone");
     const input = document.getElementById("file-input");
@@ -187,5 +201,5 @@ const SkySift = (() => {
     document.body.addEventListener("htmx:sendError", () => toast("The server cannot be reached."));
   });
 
-  return { followTask, followVotes, toast, upload };
+  return { followTask, followVotes, toast, upload, uploadTemplate };
 })();

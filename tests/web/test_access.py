@@ -21,6 +21,7 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("GET", "/"): "user",
     ("GET", "/tasks"): "user",
     ("POST", "/tasks/upload"): "user",
+    ("POST", "/tasks/{task_id:int}/template"): "task-edit",
     ("POST", "/tasks/demo"): "user",
     ("GET", "/tasks/{task_id:int}"): "task-view",
     ("GET", "/tasks/{task_id:int}/steps/{step:str}"): "task-view",

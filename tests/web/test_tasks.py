@@ -234,3 +234,23 @@ def test_demo_task_runs_inspection_and_calibrated_photometry_offline(client, api
         f"/tasks/{task_id}/steps/photometry/run", data={"catalog_file": "../../secret.fits"}
     )
     assert "not a file of this task" in bad.text
+
+
+def test_template_upload_is_validated_and_stored(client, settings):
+    task_id = upload(client, fits_bytes()).json()["id"]
+    url = f"/tasks/{task_id}/template"
+    bad = client.post(
+        url, content=b"nope" * 100, headers={"x-filename": "t.fits", "accept": "application/json"}
+    )
+    assert bad.status_code == 422
+    assert not (settings.tasks_dir / str(task_id) / "custom_template.fits").exists()
+    ok = client.post(
+        url,
+        content=fits_bytes((80, 80)),
+        headers={"x-filename": "t.fits", "accept": "application/json"},
+    )
+    assert ok.status_code == 201
+    assert fits.getdata(settings.tasks_dir / str(task_id) / "custom_template.fits").shape == (
+        80,
+        80,
+    )

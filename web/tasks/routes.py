@@ -26,8 +26,10 @@ from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import remove_task_dir, task_dir
 from jobs.tasks import FitsInputError, create_task, staging_file
+from pipeline.fitsio import write_task_image
 from pipeline.simulate import SkyConfig, simulate_sky, write_simulation
 from pipeline.steps import get_step
+from pipeline.templates.sources import CUSTOM_TEMPLATE_FILE
 from web.access import can_manage, get_task, referenced_task_errors, visible_tasks_query
 from web.accounts.service import audit
 from web.forms import changed_from_defaults, parse_form, path_errors
@@ -178,6 +180,27 @@ class TaskController(Controller):
         finally:
             path.unlink(missing_ok=True)
         return {"id": task_id, "url": f"/tasks/{task_id}"}
+
+    @post(
+        "/{task_id:int}/template",
+        name="tasks.template",
+        request_max_body_size=None,
+        status_code=201,
+    )
+    async def upload_template(self, request: Request, task_id: int) -> dict[str, Any]:
+        """Store a user's template image for the subtraction step (``template: custom``)."""
+        with session_scope() as session:
+            get_task(session, request, task_id, "edit")
+        name, path = await receive_upload(request, get_settings().max_upload_mb * 2**20)
+        try:
+            write_task_image(path, task_dir(task_id) / CUSTOM_TEMPLATE_FILE)
+        except FitsInputError as exc:
+            raise ClientException(f"{name}: {exc}", status_code=422) from exc
+        finally:
+            path.unlink(missing_ok=True)
+        with session_scope() as session:
+            audit(session, request.user, "upload_template", f"task:{task_id}", name=name)
+        return {"file": CUSTOM_TEMPLATE_FILE, "url": f"/tasks/{task_id}"}
 
     @post("/demo", name="tasks.demo")
     async def demo(self, request: Request) -> Redirect:
