@@ -86,10 +86,10 @@ class Stages:
 
         @functools.wraps(original)
         def timed(*args, **kwargs):
-            start, cpu = time.perf_counter(), time.process_time()
+            start, cpu = time.perf_counter(), bt.cpu_seconds()
             result = original(*args, **kwargs)
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
-            self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - cpu
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + bt.cpu_seconds() - cpu
             self.rss[stage] = round(rss_mb(), 1)
             if capture:
                 self.captured[stage] = result
@@ -139,10 +139,11 @@ def new_task(frame: Path) -> Path:
     return task
 
 
-def timed_step(name: str, ctx: StepContext, config: dict) -> tuple[float, dict]:
-    start = time.perf_counter()
+def timed_step(name: str, ctx: StepContext, config: dict) -> tuple[float, float, dict]:
+    """Wall and CPU seconds of one ``run_step``, and the step summary."""
+    start, cpu = time.perf_counter(), bt.cpu_seconds()
     result = run_step(name, ctx, config)
-    return time.perf_counter() - start, result.summary
+    return time.perf_counter() - start, bt.cpu_seconds() - cpu, result.summary
 
 
 def inspect_workers(frame: Path, stages: Stages) -> dict:
@@ -161,11 +162,11 @@ def inspect_workers(frame: Path, stages: Stages) -> dict:
             stages.reset()
             if openmp:
                 with threadpool_limits(limits=openmp, user_api="openmp"):
-                    seconds, _ = timed_step(
+                    seconds, _, _ = timed_step(
                         "inspect", StepContext(task_dir=task), {"cosmics_workers": workers}
                     )
             else:
-                seconds, _ = timed_step(
+                seconds, _, _ = timed_step(
                     "inspect", StepContext(task_dir=task), {"cosmics_workers": workers}
                 )
             out[label] = {
@@ -213,14 +214,17 @@ def run_once(frame: Path, workers: bool) -> dict:
     load_before = bt.load_average()
     try:
         ctx = StepContext(task_dir=task)
-        inspect_seconds, _ = timed_step("inspect", ctx, {})
+        inspect_seconds, inspect_cpu, _ = timed_step("inspect", ctx, {})
         rss_inspect = rss_mb()
         inspect_stages = {k: v for k, v in stages.seconds.items() if k.startswith("inspect_")}
         cpu = {k: v for k, v in stages.cpu.items()}
         stages.reset()
-        photometry_seconds, summary = timed_step("photometry", ctx, PHOTOMETRY_CONFIG)
+        photometry_seconds, photometry_cpu, summary = timed_step(
+            "photometry", ctx, PHOTOMETRY_CONFIG
+        )
         rss_photometry = rss_mb()
         cpu.update(stages.cpu)
+        cpu["inspect"], cpu["photometry"] = inspect_cpu, photometry_cpu
         cpu = {k: round(v, 3) for k, v in cpu.items()}
         laps = summary["seconds"]
         seconds = {
@@ -254,6 +258,13 @@ def run_once(frame: Path, workers: bool) -> dict:
                 seconds["photometry"] - seconds["plots"] - seconds["plots_reference"], 3
             ),
             "photometry_step_all": seconds["photometry"],
+            "detection_chain_cpu": round(
+                cpu["inspect"] + sum(cpu.get(s, 0.0) for s in DETECTION_STAGES), 3
+            ),
+            "photometry_step_cpu": round(
+                sum(cpu.get(s, 0.0) for s in PHOTOMETRY_STAGES if s != "reference_other"), 3
+            ),
+            "photometry_step_all_cpu": cpu["photometry"],
         }
         record = {
             "tool": "skysift",

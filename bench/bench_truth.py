@@ -25,7 +25,9 @@ Definitions (identical for both pipelines):
 from __future__ import annotations
 
 import os
+import resource
 import statistics
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +237,13 @@ def fwhm_error(truth: Truth, fwhm: float) -> dict:
         "fwhm_truth": round(float(truth.meta["fwhm_median"]), 4),
         "fwhm_error": round(float(fwhm) - float(truth.meta["fwhm_median"]), 4),
     }
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its finished child processes
+    (SExtractor, SCAMP, solve-field run as programs)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def load_average() -> list[float]:

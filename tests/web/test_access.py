@@ -30,6 +30,7 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("POST", "/tasks/{task_id:int}/title"): "task-edit",
     ("POST", "/tasks/{task_id:int}/delete"): "task-manage",
     ("GET", "/tasks/{task_id:int}/files"): "task-view",
+    ("GET", "/tasks/{task_id:int}/download/image-wcs.fits"): "task-view",
     ("GET", "/tasks/{task_id:int}/files/{path:path}"): "task-view",
     ("GET", "/tasks/{task_id:int}/view/{path:path}"): "task-view",
     ("GET", "/tasks/{task_id:int}/mask"): "task-view",
@@ -139,6 +140,13 @@ def world(client, settings):
         session.add(link)
         session.flush()
         link_id = link.id
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval, wcs.wcs.crpix, wcs.wcs.cdelt = [150, 20], [32, 32], [-2e-4, 2e-4]
+    fits.PrimaryHDU(header=wcs.to_header()).writeto(settings.tasks_dir / str(task_id) / "image.wcs")
     tokens = {role: api_token(role) for role in ("owner", "viewer", "editor", "stranger")}
     tokens["admin"] = api_token("admin")
     return {"task_id": task_id, "group_id": groups["owners"], "tokens": tokens, "link_id": link_id}
@@ -182,8 +190,11 @@ def test_routes_refuse_what_they_must(client, world, role):
     else:
         start_session(client, role)
     failures = []
-    # candidate routes first: running a step (allowed to editors) clears the candidates
-    routes = sorted(app_routes(client.app), key=lambda r: "/candidates/" not in r[1])
+    # candidate routes first (running a step clears the candidates), deleting the task last
+    routes = sorted(
+        app_routes(client.app),
+        key=lambda r: ("/candidates/" not in r[1]) + 2 * (r[1] == "/tasks/{task_id:int}/delete"),
+    )
     for method, pattern in routes:
         rule = "public" if pattern.startswith(PUBLIC_PREFIXES) else ROUTE_RULES[(method, pattern)]
         if pattern in ("/logout", "/login", "/setup") and method == "POST":

@@ -229,6 +229,10 @@ def test_demo_task_runs_inspection_and_calibrated_photometry_offline(client, api
     page = client.get(f"/tasks/{task_id}/steps/photometry").text
     assert "Calibrated magnitudes are" in page and "g-r colour term" in page
     assert "calibration.png" in page
+    corrected = client.get(f"/tasks/{task_id}/download/image-wcs.fits")
+    assert corrected.status_code == 200
+    header = fits.Header.fromstring(corrected.content[:28800].decode("ascii", "replace"))
+    assert header["CTYPE1"].startswith("RA---TAN") and "A_ORDER" in header
     # a catalogue path outside the task folder is refused
     bad = client.post(
         f"/tasks/{task_id}/steps/photometry/run", data={"catalog_file": "../../secret.fits"}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import mimetypes
 from pathlib import Path
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from astropy.io import fits
+from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Body
@@ -18,7 +20,9 @@ from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import UnsafePathError, is_fits_name, list_task_files, safe_join, task_dir
 from jobs.tasks import FitsInputError, create_task
+from pipeline.astrometry import AstrometryError, apply_wcs, read_wcs_file
 from pipeline.fitsio import list_hdus
+from pipeline.steps.base import IMAGE_FILE, WCS_FILE
 from web.access import get_task
 from web.accounts.service import audit
 from web.presets import all_presets, preset_id_from
@@ -66,6 +70,29 @@ class TaskFilesController(Controller):
             media_type=media_type,
             content_disposition_type="attachment" if download else "inline",
             headers={"Cache-Control": "private, no-cache"},
+        )
+
+    @get("/download/image-wcs.fits", name="files.image_wcs")
+    async def image_with_wcs(self, request: Request, task_id: int) -> Response:
+        """``image.fits`` with the refined WCS (``image.wcs``) written into its header."""
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "view")
+        folder = task_dir(task_id)
+        if not (folder / WCS_FILE).is_file():
+            raise NotFoundException("no refined WCS yet: run the photometry step first")
+        with fits.open(folder / IMAGE_FILE) as hdul:
+            data, header = hdul[0].data, hdul[0].header
+            try:
+                header = apply_wcs(header, read_wcs_file(folder / WCS_FILE))
+            except AstrometryError as exc:
+                raise ClientException(str(exc)) from exc
+            buffer = io.BytesIO()
+            fits.PrimaryHDU(data, header).writeto(buffer)
+        stem = Path(task.original_name).name.split(".")[0] or "image"
+        return Response(
+            buffer.getvalue(),
+            media_type="application/fits",
+            headers={"Content-Disposition": f'attachment; filename="{stem}_wcs.fits"'},
         )
 
     @get("/view/{path:path}", name="files.view")
