@@ -46,11 +46,9 @@ from pipeline.calibration_plots import (
     plot_calibration_residuals,
     plot_color_diagnostics,
 )
-from pipeline.detection import DetectionConfig, detect_objects, windowed_positions
-from pipeline.masking import MaskBit
-from pipeline.measurement import measure_positions
 from pipeline.simulate import simulate_sky
 from pipeline.simulate.psf import render_point_sources
+from tests.pipeline.measured_sky import measure_sky
 
 ZP_MAP_RMS = 0.01  # mag, acceptance: recovered ZP map vs truth over a grid
 COLOR_TERM_TOL = 0.02  # acceptance
@@ -65,32 +63,7 @@ def sky():
 
 @pytest.fixture(scope="module")
 def objects(sky):
-    """Objects found and measured by the pipeline (mask from the truth, as inspection makes)."""
-    truth = sky.truth
-    mask = np.zeros(sky.image.shape, np.uint8)
-    mask[sky.image >= truth.saturation] |= np.uint8(MaskBit.SATURATED)
-    mask[truth.cosmic_mask] |= np.uint8(MaskBit.COSMIC)
-    mask[truth.bad_column_mask] |= np.uint8(MaskBit.CUSTOM)
-    detection = detect_objects(
-        sky.image, mask, DetectionConfig(), saturation=truth.saturation, gain=truth.gain
-    )
-    found = detection.objects
-    data = sky.image - detection.background.level
-    found["x"], found["y"] = windowed_positions(
-        data, found["x"].data, found["y"].data, truth.fwhm_median, mask != 0
-    )
-    return measure_positions(
-        sky.image,
-        found,
-        fwhm=truth.fwhm_median,
-        mask=mask,
-        background=detection.background.level,
-        noise=detection.background.rms,
-        gain=truth.gain,
-        segmentation=detection.segmentation,
-        wcs=truth.wcs,
-        sn_min=3.0,
-    )
+    return measure_sky(sky).objects
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ from astropy.table import Table
 
 from pipeline.calibration import calibrate_photometry
 from pipeline.calibration_plots import plot_detection_limit, plot_limit_histogram
-from pipeline.detection import DetectionConfig, detect_objects, windowed_positions
 from pipeline.limits import (
     MAG_LIMIT_COLUMN,
     NoiseModel,
@@ -34,10 +33,9 @@ from pipeline.limits import (
     fit_noise_model,
     local_limits,
 )
-from pipeline.masking import MaskBit
-from pipeline.measurement import measure_positions
 from pipeline.simulate import simulate_sky
 from pipeline.simulate.detector import pixel_variance
+from tests.pipeline.measured_sky import measure_sky
 
 LIMIT_TOL = 0.1  # mag, acceptance
 
@@ -49,31 +47,7 @@ def sky():
 
 @pytest.fixture(scope="module")
 def objects(sky):
-    truth = sky.truth
-    mask = np.zeros(sky.image.shape, np.uint8)
-    mask[sky.image >= truth.saturation] |= np.uint8(MaskBit.SATURATED)
-    mask[truth.cosmic_mask] |= np.uint8(MaskBit.COSMIC)
-    mask[truth.bad_column_mask] |= np.uint8(MaskBit.CUSTOM)
-    detection = detect_objects(
-        sky.image, mask, DetectionConfig(), saturation=truth.saturation, gain=truth.gain
-    )
-    found = detection.objects
-    data = sky.image - detection.background.level
-    found["x"], found["y"] = windowed_positions(
-        data, found["x"].data, found["y"].data, truth.fwhm_median, mask != 0
-    )
-    return measure_positions(
-        sky.image,
-        found,
-        fwhm=truth.fwhm_median,
-        mask=mask,
-        background=detection.background.level,
-        noise=detection.background.rms,
-        gain=truth.gain,
-        segmentation=detection.segmentation,
-        wcs=truth.wcs,
-        sn_min=3.0,
-    )
+    return measure_sky(sky).objects
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,13 @@ import pytest
 from astropy.table import Table
 
 from pipeline.calibration import CalibrationConfig, CalibrationResult, calibrate_photometry
-from pipeline.detection import DetectionConfig, DetectionResult, detect_objects, windowed_positions
-from pipeline.masking import MaskBit
-from pipeline.measurement import measure_positions
+from pipeline.detection import DetectionResult
 from pipeline.simulate import SimulatedSky, simulate_sky
 from pipeline.simulate.transients import isolated_positions
 from tests.fixture_servers.hips2fits import hips2fits_server  # noqa: F401  (pytest fixture)
 from tests.fixture_servers.sesame import sesame_server  # noqa: F401  (pytest fixture)
 from tests.fixture_servers.tns import fink_server, tns_server  # noqa: F401  (pytest fixtures)
+from tests.pipeline.measured_sky import measure_sky
 
 
 @dataclass
@@ -81,30 +80,8 @@ class Field:
 def field() -> Field:
     sky = simulate_sky(size=1024, seed=3, psf="moffat", n_transients=16)
     truth = sky.truth
-    mask = np.zeros(sky.image.shape, np.uint8)
-    mask[sky.image >= truth.saturation] |= np.uint8(MaskBit.SATURATED)
-    mask[truth.cosmic_mask] |= np.uint8(MaskBit.COSMIC)
-    mask[truth.bad_column_mask] |= np.uint8(MaskBit.CUSTOM)
-    detection = detect_objects(
-        sky.image, mask, DetectionConfig(), saturation=truth.saturation, gain=truth.gain
-    )
-    found = detection.objects
-    data = sky.image - detection.background.level
-    found["x"], found["y"] = windowed_positions(
-        data, found["x"].data, found["y"].data, truth.fwhm_median, mask != 0
-    )
-    objects = measure_positions(
-        sky.image,
-        found,
-        fwhm=truth.fwhm_median,
-        mask=mask,
-        background=detection.background.level,
-        noise=detection.background.rms,
-        gain=truth.gain,
-        segmentation=detection.segmentation,
-        wcs=truth.wcs,
-        sn_min=3.0,
-    )
+    measured = measure_sky(sky)
+    mask, detection, objects = measured.mask, measured.detection, measured.objects
     calibration = calibrate_photometry(
         objects,
         sky.catalog,
