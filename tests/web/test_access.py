@@ -61,6 +61,7 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/tasks"): "user",
     ("GET", "/api/tasks/{task_id:int}"): "task-view",
     ("GET", "/api/tasks/{task_id:int}/files"): "task-view",
+    ("GET", "/api/tasks/{task_id:int}/candidates/{step:str}"): "task-view",
     ("POST", "/api/tasks/{task_id:int}/steps/{step:str}"): "task-edit",
     ("POST", "/api/tasks/{task_id:int}/steps/{step:str}/cancel"): "task-edit",
     ("GET", "/static/{file_path:path}"): "public",

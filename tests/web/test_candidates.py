@@ -112,3 +112,16 @@ def test_rerun_upstream_clears_the_candidate_index(client, settings, api):
     client.post(f"/api/tasks/{task_id}/steps/inspect", json={}, headers=api)
     with session_scope() as session:
         assert session.exec(select(Candidate).where(Candidate.task_id == task_id)).all() == []
+
+
+def test_api_lists_candidates_with_votes(client, settings, api):
+    task_id = upload(client, fits_bytes()).json()["id"]
+    names = seed_candidates(settings, task_id)
+    client.post(
+        f"/tasks/{task_id}/candidates/transients_simple/{names[2]}/vote", data={"value": "bogus"}
+    )
+    rows = client.get(f"/api/tasks/{task_id}/candidates/transients_simple", headers=api).json()
+    assert [r["key"] for r in rows] == [names[1], names[0], names[2]]  # brightest first
+    assert rows[2]["votes"] == {"bogus": 1}
+    assert rows[1]["cutout"] == f"candidates_simple/{names[0]}.png"
+    assert client.get(f"/api/tasks/{task_id}/candidates/inspect", headers=api).status_code == 404

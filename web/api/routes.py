@@ -10,10 +10,12 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.exceptions import ClientException
 from pydantic import BaseModel, ValidationError
+from sqlmodel import col, select
 
 from jobs import runner
+from jobs.candidates import cutout_name
 from jobs.db import session_scope
-from jobs.models import RunState, StepRun, Task
+from jobs.models import Candidate, RunState, StepRun, Task
 from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import list_task_files, task_dir
@@ -21,6 +23,7 @@ from jobs.tasks import FitsInputError, create_task
 from pipeline.steps import STEPS, get_step
 from web.access import get_task, referenced_task_errors, visible_tasks_query
 from web.accounts.service import audit
+from web.candidates import vote_summary
 from web.forms import path_errors
 from web.tasks.routes import receive_upload
 
@@ -148,6 +151,39 @@ class ApiController(Controller):
         with session_scope() as session:
             get_task(session, request, task_id, "view")
         return list_task_files(task_id)
+
+    @get(
+        "/tasks/{task_id:int}/candidates/{step:str}",
+        summary="Candidates of a step with their votes (brightest first)",
+    )
+    async def candidates(self, request: Request, task_id: int, step: str) -> list[dict[str, Any]]:
+        spec = _step(step)
+        if spec.candidates is None:
+            raise ClientException(
+                f"the {spec.title.lower()} step finds no candidates", status_code=404
+            )
+        with session_scope() as session:
+            get_task(session, request, task_id, "view")
+            rows = session.exec(
+                select(Candidate)
+                .where(Candidate.task_id == task_id, Candidate.step == step)
+                .order_by(col(Candidate.mag))
+            ).all()
+            votes = vote_summary(session, task_id, step, [r.key for r in rows], request.user.id)
+        return [
+            {
+                "key": r.key,
+                "ra": r.ra,
+                "dec": r.dec,
+                "mag": r.mag,
+                "mag_err": r.mag_err,
+                "sn": r.sn,
+                "mjd": r.mjd,
+                "cutout": cutout_name(task_id, step, r.key),
+                "votes": dict(votes[r.key]["counts"]),
+            }
+            for r in rows
+        ]
 
     @post(
         "/tasks/{task_id:int}/steps/{step:str}", summary="Set a step's config (optional) and run it"
