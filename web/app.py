@@ -40,6 +40,7 @@ from web.candidates import CandidateController, search_candidates
 from web.embed import EmbedController, ShareLinkController, add_frame_policy
 from web.events import task_events
 from web.files.routes import ArchiveController, TaskFilesController
+from web.lightcurve import lightcurve
 from web.presets import PresetController
 from web.tasks.mask import MaskController
 from web.tasks.routes import TaskController, home
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             PresetController,
             CandidateController,
             search_candidates,
+            lightcurve,
             EmbedController,
             login_form,
             login_submit,

@@ -70,6 +70,7 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("GET", "/embed/{token:str}"): "public",
     ("GET", "/presets"): "user",
     ("GET", "/candidates"): "user",
+    ("GET", "/lightcurve"): "user",
     ("GET", "/tasks/{task_id:int}/candidates/{step:str}"): "task-view",
     ("GET", "/tasks/{task_id:int}/candidates/{step:str}/{key:str}/block"): "task-view",
     ("POST", "/tasks/{task_id:int}/candidates/{step:str}/{key:str}/vote"): "task-view",

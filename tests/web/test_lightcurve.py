@@ -1,0 +1,68 @@
+"""Light curves across tasks: forced photometry at a position in every visible covering task."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from astropy.table import Table
+
+from pipeline.simulate import simulate_sky
+from pipeline.steps import StepContext, run_step
+from tests.conftest import make_user, start_session
+from tests.web.test_tasks import fits_bytes, upload
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    """A simulated sky taken through inspection and calibrated photometry, once."""
+    from astropy.io import fits
+
+    folder = tmp_path_factory.mktemp("processed")
+    sky = simulate_sky(size=512, seed=11)
+    fits.PrimaryHDU(sky.image, sky.header).writeto(folder / "image.fits")
+    sky.catalog.write(folder / "catalog.fits")
+    ctx = StepContext(task_dir=folder)
+    run_step("inspect", ctx)
+    run_step(
+        "photometry", ctx, {"catalog": "ps1", "catalog_file": "catalog.fits", "make_plots": False}
+    )
+    return sky, folder
+
+
+def adopt(client, settings, folder) -> int:
+    """A task of this portal holding the processed folder (as if its steps had run here)."""
+    from jobs.db import session_scope
+    from jobs.models import RunState, StepRun
+
+    task_id = upload(client, fits_bytes()).json()["id"]
+    target = settings.tasks_dir / str(task_id)
+    shutil.rmtree(target)
+    shutil.copytree(folder, target)
+    with session_scope() as session:
+        session.add(StepRun(task_id=task_id, step="photometry", state=RunState.DONE))
+    return task_id
+
+
+def test_lightcurve_measures_the_position_in_each_covering_task(client, settings, processed):
+    sky, folder = processed
+    star = sky.truth.transients[~sky.truth.transients["on_galaxy"]][0]
+    first, second = adopt(client, settings, folder), adopt(client, settings, folder)
+    page = client.get(f"/lightcurve?ra={star['ra']}&dec={star['dec']}")
+    assert page.status_code == 200 and "data:image/png;base64," in page.text
+    response = client.get(f"/lightcurve?ra={star['ra']}&dec={star['dec']}&format=csv")
+    assert response.status_code == 200
+    csv = response.text
+    table = Table.read(csv, format="ascii.csv")
+    assert sorted(set(table["task_id"])) == [first, second]
+    direct = table[table["kind"] == "direct"]
+    # a transient of g-r = 0 calibrated for the median colour: 3σ + 0.05 mag
+    assert all(abs(direct["mag"] - star["mag"]) < 3 * direct["mag_err"] + 0.05)
+    empty = client.get("/lightcurve?ra=10&dec=-60&format=csv").text
+    assert len(Table.read(empty, format="ascii.csv")) == 0
+    assert client.get("/lightcurve?ra=400&dec=0").status_code == 400
+
+    make_user("outsider")
+    start_session(client, "outsider")
+    hidden = client.get(f"/lightcurve?ra={star['ra']}&dec={star['dec']}&format=csv").text
+    assert len(Table.read(hidden, format="ascii.csv")) == 0  # tasks it may not see are skipped
