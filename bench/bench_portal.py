@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import secrets
 import socket
 import statistics
 import subprocess
@@ -48,7 +50,26 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def run_once(client: httpx.Client, base: str, image: Path) -> dict:
+def sign_in(client: httpx.Client, base: str) -> str:
+    """Create the first (admin) account of the fresh server, which signs the client in,
+    and an API token for it (the API accepts changes only with a token)."""
+    client.get(f"{base}/setup")
+    client.headers["x-csrftoken"] = client.cookies.get("csrftoken", "")
+    password = secrets.token_urlsafe(16)
+    client.post(
+        f"{base}/setup",
+        data={"username": "bench", "password": password, "password2": password},
+        follow_redirects=True,
+    ).raise_for_status()
+    page = client.post(f"{base}/profile/tokens", data={"name": "bench"})
+    page.raise_for_status()
+    found = re.search(r'id="new-token">([^<]+)<', page.text)
+    if found is None:
+        raise SystemExit("could not create an API token on the bench server")
+    return found.group(1).strip()
+
+
+def run_once(client: httpx.Client, base: str, image: Path, token: str) -> dict:
     started = time.monotonic()
     response = client.post(
         f"{base}/tasks/upload",
@@ -61,7 +82,11 @@ def run_once(client: httpx.Client, base: str, image: Path) -> dict:
     latencies = []
     with client.stream("GET", f"{base}/tasks/{task_id}/events", timeout=600) as stream:
         # The API runs the step with its defaults (cosmic-ray masking included).
-        client.post(f"{base}/api/tasks/{task_id}/steps/inspect", json={}).raise_for_status()
+        client.post(
+            f"{base}/api/tasks/{task_id}/steps/inspect",
+            json={},
+            headers={"authorization": f"Bearer {token}"},
+        ).raise_for_status()
         event = None
         for line in stream.iter_lines():
             if line.startswith("event:"):
@@ -118,13 +143,13 @@ def main() -> None:
             with httpx.Client(timeout=600) as client:
                 for _ in range(100):
                     try:
-                        client.get(f"{base}/tasks/")
+                        client.get(f"{base}/login")
                         break
                     except httpx.HTTPError:
                         time.sleep(0.2)
-                client.headers["x-csrftoken"] = client.cookies.get("csrftoken", "")
+                token = sign_in(client, base)
                 idle_rss, _ = rss_mib(server.pid)
-                runs = [run_once(client, base, image) for _ in range(args.repeat)]
+                runs = [run_once(client, base, image, token) for _ in range(args.repeat)]
             rss, peak = rss_mib(server.pid)
         finally:
             server.terminate()

@@ -22,6 +22,7 @@ from litestar.stores.file import FileStore
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
+from sqlalchemy.exc import DataError
 
 from jobs.db import upgrade_database
 from jobs.settings import Settings, get_settings
@@ -79,7 +80,17 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return Template(template, context={"status": status, "detail": detail}, status_code=status)
 
 
+def _out_of_range(exc: BaseException) -> bool:
+    """An id too large for the database column: no such row, not a server fault."""
+    cause = getattr(exc, "orig", None) or exc.__cause__
+    if isinstance(exc, OverflowError) or isinstance(cause, OverflowError):
+        return True
+    return isinstance(exc, DataError) and "out of range" in str(exc)
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
+    if _out_of_range(exc):
+        return http_error(request, HTTPException(status_code=404, detail="no such item"))
     logger.exception("unhandled error on %s", request.url.path)
     return http_error(request, HTTPException(status_code=500, detail="internal server error"))
 

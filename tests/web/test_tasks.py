@@ -101,6 +101,7 @@ def test_missing_task_and_step_give_404(client):
     assert client.get("/tasks/999").status_code == 404
     assert "does not exist" in client.get("/tasks/999").text
     assert client.get("/api/tasks/999").status_code == 404
+    assert client.get(f"/tasks/{2**80}").status_code == 404  # beyond the id column's range
     task_id = upload(client, fits_bytes()).json()["id"]
     assert client.get(f"/tasks/{task_id}/steps/nosuchstep").status_code == 404
 
