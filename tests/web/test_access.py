@@ -62,6 +62,7 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/tasks/{task_id:int}"): "task-view",
     ("GET", "/api/tasks/{task_id:int}/files"): "task-view",
     ("GET", "/api/tasks/{task_id:int}/candidates/{step:str}"): "task-view",
+    ("POST", "/api/tasks/{task_id:int}/files/{name:str}"): "task-edit",
     ("POST", "/api/tasks/{task_id:int}/steps/{step:str}"): "task-edit",
     ("POST", "/api/tasks/{task_id:int}/steps/{step:str}/cancel"): "task-edit",
     ("GET", "/static/{file_path:path}"): "public",
@@ -166,6 +167,7 @@ def concrete(path: str, world: dict) -> str:
         "link_id": str(world["link_id"]),
         "preset_id": "999",
         "key": "J000000.00+000000.0",
+        "name": "catalog.fits",
         "token": "skl_not-a-real-link",
     }
     if "/candidates/" in path:

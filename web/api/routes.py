@@ -5,6 +5,8 @@ Every handler loads tasks through :mod:`web.access`, like the pages.
 
 from __future__ import annotations
 
+import re
+import shutil
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -20,12 +22,18 @@ from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import list_task_files, task_dir
 from jobs.tasks import FitsInputError, create_task
+from pipeline.fitsio import write_task_image
 from pipeline.steps import STEPS, get_step
 from web.access import get_task, referenced_task_errors, visible_tasks_query
 from web.accounts.service import audit
 from web.candidates import vote_summary
 from web.forms import path_errors
 from web.tasks.routes import receive_upload
+
+INPUT_FILE = re.compile(
+    r"custom_template\.fits|custom_template_mask\.fits|custom_mask\.fits"
+    r"|catalog[A-Za-z0-9_-]*\.(fits|ecsv|csv|vot)"
+)
 
 
 class StepRunOut(BaseModel):
@@ -151,6 +159,37 @@ class ApiController(Controller):
         with session_scope() as session:
             get_task(session, request, task_id, "view")
         return list_task_files(task_id)
+
+    @post(
+        "/tasks/{task_id:int}/files/{name:str}",
+        summary="Add an input file to a task: a catalogue, a template or a mask",
+        request_max_body_size=None,
+        status_code=201,
+    )
+    async def add_file(self, request: Request, task_id: int, name: str) -> dict[str, Any]:
+        """``custom_template.fits``, ``custom_template_mask.fits``, ``custom_mask.fits`` or a
+        catalogue named ``catalog*.fits|ecsv|csv|vot`` (then set ``catalog_file`` to it)."""
+        with session_scope() as session:
+            get_task(session, request, task_id, "edit")
+        if not INPUT_FILE.fullmatch(name):
+            raise ClientException(
+                "input files are custom_template.fits, custom_template_mask.fits, "
+                "custom_mask.fits or catalog*.fits|ecsv|csv|vot"
+            )
+        _name, path = await receive_upload(request, get_settings().max_upload_mb * 2**20)
+        target = task_dir(task_id) / name
+        try:
+            if name.endswith(".fits") and not name.startswith("catalog"):
+                write_task_image(path, target)  # validated as an image
+            else:
+                shutil.move(path, target)
+        except FitsInputError as exc:
+            raise ClientException(f"{name}: {exc}", status_code=422) from exc
+        finally:
+            path.unlink(missing_ok=True)
+        with session_scope() as session:
+            audit(session, request.user, "add_file", f"task:{task_id}", name=name, via="api")
+        return {"file": name, "size": target.stat().st_size}
 
     @get(
         "/tasks/{task_id:int}/candidates/{step:str}",
