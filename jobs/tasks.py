@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from jobs.models import Task, utcnow
 from jobs.settings import get_settings
@@ -76,3 +76,43 @@ def create_task(
         raise
     session.refresh(task)
     return task
+
+
+# Inputs a duplicate keeps (outputs are made again by running the steps).
+DUPLICATED_FILES = (
+    "custom_mask.fits",
+    "custom_mask.json",
+    "custom_template.fits",
+    "custom_template_mask.fits",
+)
+
+
+def delete_task(session: Session, task: Task) -> None:
+    """Delete a task's rows (children first) and its folder."""
+    from jobs.models import Candidate, Comment, ShareLink, StepRun, TaskShare, Vote
+
+    for model in (StepRun, TaskShare, ShareLink, Candidate, Vote, Comment):
+        for row in session.exec(select(model).where(model.task_id == task.id)).all():
+            session.delete(row)
+    session.flush()  # there are no ORM relationships to order the deletes
+    session.delete(task)
+    session.flush()
+    shutil.rmtree(task_dir(task.id), ignore_errors=True)
+
+
+def duplicate_task(session: Session, task: Task, owner_id: int | None) -> Task:
+    """A new task with the same image, settings and input files, owned by ``owner_id``."""
+    source = task_dir(task.id)
+    extra = {name: source / name for name in DUPLICATED_FILES if (source / name).is_file()}
+    extra.update({p.name: p for p in source.glob("catalog*") if p.is_file()})
+    return create_task(
+        session,
+        source / IMAGE_FILE,
+        original_name=task.original_name,
+        title=f"{task.title} (copy)"[:250],
+        source="duplicate",
+        source_path=f"task:{task.id}",
+        config=dict(task.config),
+        owner_id=owner_id,
+        extra_files=extra,
+    )

@@ -17,8 +17,9 @@ from litestar.response import File, Template
 from sqlmodel import Session, col, select
 
 from jobs import runner
+from jobs.candidates import cutout_name
 from jobs.db import session_scope
-from jobs.models import ShareLink, Task, utcnow
+from jobs.models import Candidate, ShareLink, Task, utcnow
 from jobs.settings import get_settings
 from jobs.storage import UnsafePathError, safe_join, task_dir
 from pipeline.steps import STEPS
@@ -26,6 +27,7 @@ from web.access import can_manage, get_task
 from web.accounts.service import audit
 
 LINK_PREFIX = "skl_"
+EMBED_CANDIDATES = 50  # brightest candidates listed in an embed view
 
 
 def _digest(token: str) -> str:
@@ -99,6 +101,13 @@ class EmbedController(Controller):
         with session_scope() as session:
             task = _task_for_token(session, token)
             runs = runner.latest_runs(session, task.id)
+            candidates = session.exec(
+                select(Candidate)
+                .where(Candidate.task_id == task.id)
+                .order_by(col(Candidate.mag))
+                .limit(EMBED_CANDIDATES)
+            ).all()
+        listed = [(c, cutout_name(task.id, c.step, c.key)) for c in candidates]
         return Template(
             "embed/task.html",
             context={
@@ -107,6 +116,7 @@ class EmbedController(Controller):
                 "steps": STEPS,
                 "token": token,
                 "generated": utcnow(),
+                "candidates": listed,
             },
             headers={"Content-Security-Policy": frame_policy(embed=True)},
         )

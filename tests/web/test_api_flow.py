@@ -88,3 +88,24 @@ def test_input_file_names_are_restricted(client, api, name):
         f"/api/tasks/{task_id}/files/{name}", content=b"data", headers={**api, "x-filename": name}
     )
     assert response.status_code in (400, 404)
+
+
+def test_duplicate_and_delete_through_the_api(client, api, settings):
+    from tests.conftest import api_token, make_user
+    from tests.web.test_tasks import fits_bytes, upload
+
+    task_id = upload(client, fits_bytes()).json()["id"]
+    client.post(
+        f"/tasks/{task_id}/mask/",
+        json={"regions": [{"shape": "circle", "x": 5, "y": 5, "radius": 2}]},
+    )
+    copy = client.post(f"/api/tasks/{task_id}/duplicate", headers=api)
+    assert copy.status_code == 201
+    copy_id = copy.json()["id"]
+    assert (settings.tasks_dir / str(copy_id) / "custom_mask.json").is_file()
+    make_user("guest")
+    guest = {"authorization": f"Bearer {api_token('guest')}"}
+    assert client.delete(f"/api/tasks/{copy_id}", headers=guest).status_code == 404
+    assert client.delete(f"/api/tasks/{copy_id}", headers=api).status_code == 204
+    assert client.get(f"/api/tasks/{copy_id}", headers=api).status_code == 404
+    assert not (settings.tasks_dir / str(copy_id)).exists()

@@ -9,8 +9,8 @@ import re
 import shutil
 from typing import Any
 
-from litestar import Controller, Request, get, post
-from litestar.exceptions import ClientException
+from litestar import Controller, Request, delete, get, post
+from litestar.exceptions import ClientException, PermissionDeniedException
 from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
 
@@ -21,10 +21,10 @@ from jobs.models import Candidate, RunState, StepRun, Task
 from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
 from jobs.storage import list_task_files, task_dir
-from jobs.tasks import FitsInputError, create_task
+from jobs.tasks import FitsInputError, create_task, delete_task, duplicate_task
 from pipeline.fitsio import write_task_image
 from pipeline.steps import STEPS, get_step
-from web.access import get_task, referenced_task_errors, visible_tasks_query
+from web.access import can_manage, get_task, referenced_task_errors, visible_tasks_query
 from web.accounts.service import audit
 from web.candidates import vote_summary
 from web.forms import path_errors
@@ -159,6 +159,36 @@ class ApiController(Controller):
         with session_scope() as session:
             get_task(session, request, task_id, "view")
         return list_task_files(task_id)
+
+    @post(
+        "/tasks/{task_id:int}/duplicate",
+        summary="Copy a task (image, settings, inputs)",
+        status_code=201,
+    )
+    async def duplicate(self, request: Request, task_id: int) -> TaskOut:
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "view")
+            copy = duplicate_task(session, task, request.user.id)
+            audit(
+                session,
+                request.user,
+                "duplicate_task",
+                f"task:{copy.id}",
+                source=task_id,
+                via="api",
+            )
+            return _task_out(session, copy)
+
+    @delete("/tasks/{task_id:int}", summary="Delete a task and its files", status_code=204)
+    async def remove(self, request: Request, task_id: int) -> None:
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "view")
+            if not can_manage(request.user, task):
+                raise PermissionDeniedException("only the owner or an administrator may delete it")
+            if runner.active_run(session, task_id) is not None:
+                raise ClientException("cancel the running step first", status_code=409)
+            audit(session, request.user, "delete_task", f"task:{task_id}", via="api")
+            delete_task(session, task)
 
     @post(
         "/tasks/{task_id:int}/files/{name:str}",

@@ -21,11 +21,11 @@ from sqlmodel import Session, col, select
 
 from jobs import runner
 from jobs.db import session_scope
-from jobs.models import Candidate, Comment, ShareLink, StepRun, Task, TaskShare, Vote
+from jobs.models import Task
 from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
-from jobs.storage import remove_task_dir, task_dir
-from jobs.tasks import FitsInputError, create_task, staging_file
+from jobs.storage import task_dir
+from jobs.tasks import FitsInputError, create_task, delete_task, duplicate_task, staging_file
 from pipeline.fitsio import write_task_image
 from pipeline.simulate import SkyConfig, simulate_sky, write_simulation
 from pipeline.steps import get_step
@@ -255,16 +255,19 @@ class TaskController(Controller):
                 raise PermissionDeniedException("only the owner or an administrator may delete it")
             if runner.active_run(session, task_id) is not None:
                 raise ClientException("cancel the running step before deleting the task")
-            for run in session.exec(select(StepRun).where(StepRun.task_id == task_id)).all():
-                session.delete(run)
-            for model in (TaskShare, ShareLink, Candidate, Vote, Comment):
-                for row in session.exec(select(model).where(model.task_id == task_id)).all():
-                    session.delete(row)
             audit(session, request.user, "delete_task", f"task:{task_id}", title=task.title)
-            session.flush()  # children first: there are no ORM relationships to order them
-            session.delete(task)
-        remove_task_dir(task_id)
+            delete_task(session, task)
         return Redirect("/tasks/")
+
+    @post("/{task_id:int}/duplicate", name="tasks.duplicate")
+    async def duplicate(self, request: Request, task_id: int) -> Redirect:
+        """A copy of the task (image, settings, masks, template) owned by the requester."""
+        with session_scope() as session:
+            task = get_task(session, request, task_id, "view")
+            copy = duplicate_task(session, task, request.user.id)
+            audit(session, request.user, "duplicate_task", f"task:{copy.id}", source=task_id)
+            copy_id = copy.id
+        return Redirect(f"/tasks/{copy_id}")
 
     @get("/{task_id:int}/steps/{step:str}", name="tasks.step")
     async def step_fragment(self, request: Request, task_id: int, step: str) -> Template:
