@@ -108,7 +108,7 @@ class DetectionConfig(StepConfig):
     )
     deblend_nthresh: int = Field(32, ge=1, le=256, description="Number of deblending levels.")
     deblend_cont: float = Field(
-        0.001,
+        0.0001,
         ge=0,
         le=1,
         description="Minimum flux contrast for deblending; 1 disables deblending.",

@@ -87,7 +87,7 @@ class InspectConfig(StepConfig):
         "image; raise it if star cores get masked.",
     )
     cosmics_niter: int = Field(
-        2,
+        1,
         ge=1,
         le=10,
         description="Number of cosmic-ray detection iterations; more iterations catch the "
