@@ -46,9 +46,7 @@ from pipeline.calibration_plots import (
     plot_calibration_residuals,
     plot_color_diagnostics,
 )
-from pipeline.simulate import simulate_sky
 from pipeline.simulate.psf import render_point_sources
-from tests.pipeline.measured_sky import measure_sky
 
 ZP_MAP_RMS = 0.01  # mag, acceptance: recovered ZP map vs truth over a grid
 COLOR_TERM_TOL = 0.02  # acceptance
@@ -57,26 +55,8 @@ GRID_STEP = 256  # px between grid nodes of the ZP comparison
 
 
 @pytest.fixture(scope="module")
-def sky():
-    return simulate_sky(size=2048, seed=1, psf="moffat")
-
-
-@pytest.fixture(scope="module")
-def objects(sky):
-    return measure_sky(sky).objects
-
-
-@pytest.fixture(scope="module")
-def result(sky, objects):
-    return calibrate_photometry(
-        objects,
-        sky.catalog,
-        "r",
-        shape=sky.image.shape,
-        fwhm=sky.truth.fwhm_median,
-        wcs=sky.truth.wcs,
-        catalog_title="Pan-STARRS DR1",
-    )
+def result(calibration):
+    return calibration
 
 
 def aperture_fraction_grid(sky, step: int = GRID_STEP):

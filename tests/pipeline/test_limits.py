@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from pipeline.calibration import calibrate_photometry
 from pipeline.calibration_plots import plot_detection_limit, plot_limit_histogram
 from pipeline.limits import (
     MAG_LIMIT_COLUMN,
@@ -33,34 +32,9 @@ from pipeline.limits import (
     fit_noise_model,
     local_limits,
 )
-from pipeline.simulate import simulate_sky
 from pipeline.simulate.detector import pixel_variance
-from tests.pipeline.measured_sky import measure_sky
 
 LIMIT_TOL = 0.1  # mag, acceptance
-
-
-@pytest.fixture(scope="module")
-def sky():
-    return simulate_sky(size=2048, seed=1, psf="moffat")
-
-
-@pytest.fixture(scope="module")
-def objects(sky):
-    return measure_sky(sky).objects
-
-
-@pytest.fixture(scope="module")
-def calibration(sky, objects):
-    return calibrate_photometry(
-        objects,
-        sky.catalog,
-        "r",
-        shape=sky.image.shape,
-        fwhm=sky.truth.fwhm_median,
-        wcs=sky.truth.wcs,
-        catalog_title="Pan-STARRS DR1",
-    )
 
 
 def analytic_background_limit(truth, snr: float = 5.0) -> float:
