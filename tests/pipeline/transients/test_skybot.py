@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from pipeline.transients.skybot import SkybotError, parse_skybot, query_skybot
 from tests.fixture_servers.skybot import Body, SkybotFixture
+from tests.paths import SERVICES_DATA
 
-RECORDED = Path(__file__).resolve().parents[4] / "shared" / "data" / "services"
+RECORDED = SERVICES_DATA
 EPOCH = 2460018.63385  # JD
 
 
