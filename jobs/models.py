@@ -208,3 +208,36 @@ class Comment(SQLModel, table=True):
     username: str = Field(max_length=150)
     text: str = Field(sa_column=Column(Text, nullable=False))
     time: datetime = Field(default_factory=utcnow)
+
+
+class Footprint(SQLModel, table=True):
+    """The sky area a task's image covers, stored when its astrometry is known.
+
+    The bounding box (RA range may wrap through 0°) lets a position search use indexes
+    instead of opening every task's WCS; the exact test then runs on the few it finds.
+    """
+
+    task_id: int = Field(foreign_key="task.id", primary_key=True)
+    ra_center: float
+    dec_center: float
+    radius: float = Field(description="degrees from the centre to the farthest corner")
+    dec_min: float = Field(index=True)
+    dec_max: float = Field(index=True)
+    ra_min: float = Field(description="0–360; greater than ra_max when the box wraps")
+    ra_max: float
+    corners: list[list[float]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    mjd: float | None = None
+    filter: str | None = Field(default=None, max_length=50)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class PasswordReset(SQLModel, table=True):
+    """A one-time link an administrator hands to a user who forgot the password."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    token_hash: str = Field(max_length=128, unique=True, index=True)
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created: datetime = Field(default_factory=utcnow)
+    expires: datetime
+    used: datetime | None = None

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from jobs.candidates import clear_candidates, index_candidates
 from jobs.channels import get_channel
 from jobs.db import session_scope
+from jobs.footprints import FOOTPRINT_STEP, clear_footprint, store_footprint
 from jobs.models import RunState, StepRun, Task, utcnow
 from jobs.settings import get_settings
 from jobs.storage import task_dir
@@ -88,6 +89,8 @@ def queue_step(session: Session, task: Task, step: str) -> StepRun:
         raise RunRefused("a step of this task is already queued or running; wait or cancel it")
     config = spec.config_model.model_validate(task.config.get(step, {}))
     clear_candidates(session, task.id, downstream_of(step))
+    if FOOTPRINT_STEP in downstream_of(step):
+        clear_footprint(session, task.id)
     for later in downstream_of(step)[1:]:
         previous = latest_runs(session, task.id).get(later)
         if previous is not None and previous.state != RunState.CLEARED:
@@ -284,9 +287,11 @@ def execute(task_id: int, step: str) -> None:
                 stored.files = result.files
                 stored.warnings = result.warnings
             stored.progress = 1.0 if state == RunState.DONE else stored.progress
+            inspect = (ctx.read_result("inspect") or {}) if state == RunState.DONE else {}
             if state == RunState.DONE and get_step(step).candidates:
-                inspect = ctx.read_result("inspect") or {}
                 index_candidates(session, task_id, step, inspect.get("mjd"))
+            if state == RunState.DONE and step == FOOTPRINT_STEP:
+                store_footprint(session, task_id, inspect.get("mjd"), inspect.get("filter"))
             _finish(session, stored, state, error, log_text)
     if retry is not None:
         raise retry  # Dramatiq's Retries middleware re-sends the message after a backoff

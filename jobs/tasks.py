@@ -89,9 +89,9 @@ DUPLICATED_FILES = (
 
 def delete_task(session: Session, task: Task) -> None:
     """Delete a task's rows (children first) and its folder."""
-    from jobs.models import Candidate, Comment, ShareLink, StepRun, TaskShare, Vote
+    from jobs.models import Candidate, Comment, Footprint, ShareLink, StepRun, TaskShare, Vote
 
-    for model in (StepRun, TaskShare, ShareLink, Candidate, Vote, Comment):
+    for model in (StepRun, TaskShare, ShareLink, Candidate, Vote, Comment, Footprint):
         for row in session.exec(select(model).where(model.task_id == task.id)).all():
             session.delete(row)
     session.flush()  # there are no ORM relationships to order the deletes

@@ -7,6 +7,7 @@ step ran, in the difference image. A point below the S/N threshold is an upper l
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -18,10 +19,12 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipeline.calibration import CalibrationResult
+from pipeline.cutouts import CircleMark, make_cutout, plot_cutout
 from pipeline.steps.base import IMAGE_FILE, MASK_FILE, RESULT_SUFFIX, WCS_FILE
 from pipeline.targets import forced_photometry
 
@@ -157,33 +160,47 @@ def points_table(rows: list[tuple[int, LightPoint]]) -> Table:
     return table
 
 
-def plot_lightcurve(rows: list[tuple[int, LightPoint]], path, title: str) -> None:
-    """Magnitude against MJD; limits as downward triangles; one colour per filter and kind."""
+def plot_lightcurve(rows: list[tuple[int, LightPoint]], path, title: str, link=None) -> None:
+    """Magnitude against MJD as SVG; limits as downward triangles; one colour per filter and kind.
+
+    ``link(task_id, point)`` gives the URL each marker opens (its cutout), kept in the SVG.
+    """
     figure = Figure(figsize=(8, 4.5))
     axes = figure.add_subplot()
-    groups: dict[tuple[str, str], list[LightPoint]] = {}
-    for _task, point in rows:
-        groups.setdefault((point.filter or "?", point.kind), []).append(point)
-    for (band, kind), points in sorted(groups.items()):
-        marker = "o" if kind == "direct" else "s"
-        found = [p for p in points if p.detected and p.mjd is not None and p.mag is not None]
-        limits = [p for p in points if not p.detected and p.mjd is not None and p.mag_limit]
-        line = axes.errorbar(
-            [p.mjd for p in found],
-            [p.mag for p in found],
-            yerr=[p.mag_err or 0 for p in found],
-            fmt=marker,
-            label=f"{band} {kind}",
+    groups: dict[tuple[str, str], list[tuple[int, LightPoint]]] = {}
+    for task_id, point in rows:
+        groups.setdefault((point.filter or "?", point.kind), []).append((task_id, point))
+    colours = iter(colormaps["tab10"].colors)
+    for (band, kind), members in sorted(groups.items()):
+        colour = next(colours, "k")
+        found = [(t, p) for t, p in members if p.detected and p.mjd is not None and p.mag]
+        limits = [
+            (t, p) for t, p in members if not p.detected and p.mjd is not None and p.mag_limit
+        ]
+        axes.errorbar(
+            [p.mjd for _, p in found],
+            [p.mag for _, p in found],
+            yerr=[p.mag_err or 0 for _, p in found],
+            fmt="none",
+            ecolor=colour,
         )
-        color = line[0].get_color()
-        axes.scatter(
-            [p.mjd for p in limits],
-            [p.mag_limit for p in limits],
-            marker="v",
-            color=color,
-            alpha=0.6,
-            label=f"{band} {kind} upper limit" if limits else None,
-        )
+        for chosen, marker, label, alpha in (
+            (found, "o" if kind == "direct" else "s", f"{band} {kind}", 1.0),
+            (limits, "v", f"{band} {kind} upper limit", 0.6),
+        ):
+            if not chosen:
+                continue
+            values = [p.mag if p.detected else p.mag_limit for _, p in chosen]
+            markers = axes.scatter(
+                [p.mjd for _, p in chosen],
+                values,
+                marker=marker,
+                color=colour,
+                alpha=alpha,
+                label=label,
+            )
+            if link is not None:
+                markers.set_urls([link(t, p) for t, p in chosen])
     axes.invert_yaxis()
     axes.set_xlabel("MJD")
     axes.set_ylabel("calibrated magnitude")
@@ -191,4 +208,31 @@ def plot_lightcurve(rows: list[tuple[int, LightPoint]], path, title: str) -> Non
     if groups:
         axes.legend(fontsize=8)
     FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=100, format="png")
+    figure.savefig(path, format="svg")
+
+
+def position_cutout(folder: Path, ra: float, dec: float, size: int = 0) -> bytes | None:
+    """PNG stamps of the direct image, the difference (if any) and the mask at (ra, dec).
+
+    ``size`` 0 picks 10 FWHM (at least 31 px). None when the task does not cover it.
+    """
+    position = covers(folder, ra, dec)
+    if position is None:
+        return None
+    x, y = position
+    photometry = _summary(folder, "photometry")
+    fwhm = float(photometry.get("fwhm") or 3.0)
+    size = size or max(31, int(10 * fwhm) | 1)
+    panels = [("image", fits.getdata(folder / IMAGE_FILE), "image", "image", np.nan)]
+    if (folder / DIFFERENCE_FILE).exists():
+        panels.append(
+            ("diff", fits.getdata(folder / DIFFERENCE_FILE), "difference", "image", np.nan)
+        )
+    if (folder / MASK_FILE).exists():
+        panels.append(("mask", fits.getdata(folder / MASK_FILE), "mask", "mask", 1))
+    cutout = make_cutout(x, y, size, panels)
+    radius = float(photometry.get("aperture_radius") or fwhm)
+    cx, cy = cutout.center
+    buffer = io.BytesIO()
+    plot_cutout(cutout, buffer, f"RA {ra:.5f} Dec {dec:+.5f}", [CircleMark(cx, cy, radius)])
+    return buffer.getvalue()

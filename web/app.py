@@ -33,6 +33,8 @@ from web.accounts.routes import (
     login_form,
     login_submit,
     logout,
+    reset_form,
+    reset_submit,
     setup_form,
     setup_submit,
 )
@@ -41,7 +43,7 @@ from web.candidates import CandidateController, search_candidates
 from web.embed import EmbedController, ShareLinkController, add_frame_policy
 from web.events import task_events
 from web.files.routes import ArchiveController, TaskFilesController
-from web.lightcurve import lightcurve
+from web.lightcurve import lightcurve, position_stamp
 from web.presets import PresetController
 from web.tasks.mask import MaskController
 from web.tasks.routes import TaskController, home
@@ -148,10 +150,13 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             CandidateController,
             search_candidates,
             lightcurve,
+            position_stamp,
             EmbedController,
             login_form,
             login_submit,
             logout,
+            reset_form,
+            reset_submit,
             setup_form,
             setup_submit,
             ProfileController,

@@ -61,11 +61,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from jobs.db import upgrade_database
+    from jobs.db import session_scope, upgrade_database
+    from jobs.footprints import rebuild_footprints
 
     settings = _settings_from(args)
     upgrade_database()
     print(f"database at {settings.effective_database_url} is up to date")
+    if args.action == "footprints":
+        with session_scope() as session:
+            print(f"{rebuild_footprints(session)} task footprints stored")
+    return 0
+
+
+def cmd_reset_link(args: argparse.Namespace) -> int:
+    from jobs.db import session_scope, upgrade_database
+    from web.accounts.service import PasswordResetError, create_password_reset
+
+    _settings_from(args)
+    upgrade_database()
+    with session_scope() as session:
+        try:
+            token = create_password_reset(session, args.username, created_by=None)
+        except PasswordResetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(f"{args.base_url.rstrip('/')}/reset/{token}")
     return 0
 
 
@@ -119,9 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=["upgrade"])
+    db.add_argument(
+        "action",
+        choices=["upgrade", "footprints"],
+        help="upgrade: apply migrations; footprints: also recompute every task's sky footprint",
+    )
     db.add_argument("--data-dir")
     db.set_defaults(func=cmd_db)
+
+    reset = sub.add_parser(
+        "reset-link", help="print a one-time password reset link for a user (valid one day)"
+    )
+    reset.add_argument("username")
+    reset.add_argument("--base-url", default="http://127.0.0.1:8000")
+    reset.add_argument("--data-dir")
+    reset.set_defaults(func=cmd_reset_link)
 
     simulate = sub.add_parser("simulate", help="write a simulated sky with its truth")
     simulate.add_argument("outdir")

@@ -55,6 +55,9 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("POST", "/admin/users"): "admin",
     ("POST", "/admin/groups"): "admin",
     ("POST", "/admin/memberships"): "admin",
+    ("POST", "/admin/users/{user_id:int}/reset"): "admin",
+    ("GET", "/reset/{token:str}"): "public",
+    ("POST", "/reset/{token:str}"): "public",
     ("GET", "/archive"): "user",
     ("GET", "/archive/{root:str}"): "user",
     ("GET", "/archive/{root:str}/{path:path}"): "user",
@@ -75,6 +78,7 @@ ROUTE_RULES: dict[tuple[str, str], str] = {
     ("GET", "/presets"): "user",
     ("GET", "/candidates"): "user",
     ("GET", "/lightcurve"): "user",
+    ("GET", "/tasks/{task_id:int}/position.png"): "task-view",
     ("GET", "/tasks/{task_id:int}/candidates/{step:str}"): "task-view",
     ("GET", "/tasks/{task_id:int}/candidates/{step:str}/{key:str}/block"): "task-view",
     ("POST", "/tasks/{task_id:int}/candidates/{step:str}/{key:str}/vote"): "task-view",
@@ -172,6 +176,7 @@ def concrete(path: str, world: dict) -> str:
         "key": "J000000.00+000000.0",
         "name": "catalog.fits",
         "token": "skl_not-a-real-link",
+        "user_id": "1",
     }
     if "/candidates/" in path:
         values["step"] = "transients_simple"

@@ -73,8 +73,78 @@ def test_password_change(client):
         "/profile/password", data={"current": PASSWORD, "password": new, "password2": new}
     )
     assert ok.status_code == 200 and "Password changed" in ok.text
+    assert client.get("/tasks/").status_code == 200  # this session goes on
     client.post("/logout")
     start_session(client, "admin", new)
+
+
+def test_password_reset_link_from_an_administrator(client, settings):
+    import re
+
+    from web.app import create_app
+
+    user_id = make_user("forgetful")
+    with TestClient(create_app(settings)) as other:
+        start_session(other, "forgetful")  # signed in somewhere before forgetting
+        assert other.get("/tasks/").status_code == 200
+        made = client.post(f"/admin/users/{user_id}/reset")
+        assert made.status_code == 200
+        link = re.search(r'value="https?://[^/"]+(/reset/[\w-]+)"', made.text).group(1)
+        client.cookies.clear()
+        client.get("/login")
+        client.headers["x-csrftoken"] = client.cookies["csrftoken"]
+        form = client.get(link)
+        assert form.status_code == 200 and "forgetful" in form.text
+        new = "a fresh start passphrase"
+        differ = client.post(link, data={"password": new, "password2": new + "x"})
+        assert differ.status_code == 400 and "differ" in differ.text
+        done = client.post(link, data={"password": new, "password2": new})
+        assert done.url.path == "/tasks/"  # signed in with the new password
+        assert client.post(link, data={"password": new, "password2": new}).status_code == 404
+        # the session opened with the old password ends; the old password no longer works
+        assert other.get("/tasks/", follow_redirects=False).status_code in (302, 303)
+    start_session(client, "forgetful", new)
+    assert client.get("/admin/", follow_redirects=False).status_code == 403
+    assert client.post(f"/admin/users/{user_id}/reset").status_code == 403
+    audit = [e for e in _audit_actions() if e in ("create_password_reset", "reset_password")]
+    assert audit == ["create_password_reset", "reset_password"]
+
+
+def test_expired_and_unknown_reset_links(client):
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from jobs.db import session_scope
+    from jobs.models import PasswordReset, utcnow
+    from web.accounts import service
+
+    make_user("late")
+    with session_scope() as session:
+        token = service.create_password_reset(session, "late", created_by=None)
+    with session_scope() as session:
+        reset = session.exec(select(PasswordReset)).one()
+        reset.expires = utcnow() - timedelta(minutes=1)
+        session.add(reset)
+    expired = client.get(f"/reset/{token}")
+    assert expired.status_code == 404 and "expired" in expired.text
+    assert client.get("/reset/not-a-token").status_code == 404
+    assert (
+        client.post(
+            f"/reset/{token}", data={"password": "x" * 12, "password2": "x" * 12}
+        ).status_code
+        == 404
+    )
+
+
+def _audit_actions() -> list[str]:
+    from sqlmodel import col, select
+
+    from jobs.db import session_scope
+    from jobs.models import AuditEvent
+
+    with session_scope() as session:
+        return list(session.exec(select(AuditEvent.action).order_by(col(AuditEvent.id))))
 
 
 def test_tokens_authenticate_the_api_and_can_be_revoked(client):

@@ -9,6 +9,7 @@ import time
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.table import Table
 
 from pipeline.simulate import simulate_sky, write_simulation
 
@@ -75,6 +76,14 @@ def test_full_task_with_a_token(client, api, tmp_path):
     assert download.status_code == 200
     table = fits.open(io.BytesIO(download.content))[1].data
     assert len(table) == len(candidates)
+    # the runner stored the footprint when photometry finished: the light curve finds the task
+    transient = truth[0]
+    curve = client.get(
+        f"/lightcurve?ra={transient['ra']}&dec={transient['dec']}&format=csv", headers=headers
+    )
+    points = Table.read(curve.text, format="ascii.csv")
+    assert list(points["task_id"]) == [task_id, task_id]
+    assert sorted(points["kind"]) == ["difference", "direct"] and all(points["detected"])
     anonymous = client.get(f"/tasks/{task_id}/files/objects.fits", follow_redirects=False)
     assert anonymous.status_code in (302, 303, 401)
 

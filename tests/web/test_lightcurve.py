@@ -33,6 +33,7 @@ def processed(tmp_path_factory):
 def adopt(client, settings, folder) -> int:
     """A task of this portal holding the processed folder (as if its steps had run here)."""
     from jobs.db import session_scope
+    from jobs.footprints import store_footprint
     from jobs.models import RunState, StepRun
 
     task_id = upload(client, fits_bytes()).json()["id"]
@@ -41,6 +42,7 @@ def adopt(client, settings, folder) -> int:
     shutil.copytree(folder, target)
     with session_scope() as session:
         session.add(StepRun(task_id=task_id, step="photometry", state=RunState.DONE))
+        store_footprint(session, task_id)  # what the runner does when photometry finishes
     return task_id
 
 
@@ -49,7 +51,13 @@ def test_lightcurve_measures_the_position_in_each_covering_task(client, settings
     star = sky.truth.transients[~sky.truth.transients["on_galaxy"]][0]
     first, second = adopt(client, settings, folder), adopt(client, settings, folder)
     page = client.get(f"/lightcurve?ra={star['ra']}&dec={star['dec']}")
-    assert page.status_code == 200 and "data:image/png;base64," in page.text
+    assert page.status_code == 200 and "<svg" in page.text
+    # every point links to the stamps of its task at the position, in the plot and the table
+    stamp = f"/tasks/{first}/position.png?ra={float(star['ra'])!r}&amp;dec={float(star['dec'])!r}"
+    assert page.text.count(stamp) >= 2, "the point's marker and row link to its cutout"
+    png = client.get(stamp.replace("&amp;", "&"))
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert client.get(f"/tasks/{first}/position.png?ra=10&dec=-60").status_code == 404
     response = client.get(f"/lightcurve?ra={star['ra']}&dec={star['dec']}&format=csv")
     assert response.status_code == 200
     csv = response.text
@@ -66,3 +74,4 @@ def test_lightcurve_measures_the_position_in_each_covering_task(client, settings
     start_session(client, "outsider")
     hidden = client.get(f"/lightcurve?ra={star['ra']}&dec={star['dec']}&format=csv").text
     assert len(Table.read(hidden, format="ascii.csv")) == 0  # tasks it may not see are skipped
+    assert client.get(stamp.replace("&amp;", "&")).status_code == 404

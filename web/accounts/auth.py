@@ -14,12 +14,13 @@ from litestar.middleware.authentication import (
 
 from jobs.db import session_scope
 from jobs.models import User
-from web.accounts.service import user_for_token
+from web.accounts.service import session_stamp, user_for_token
 
 # Paths anyone may reach: signing in, first set-up, static files, the API description,
 # and embed links (which carry their own revocable token).
-PUBLIC_PATHS = ["^/login", "^/setup", "^/static/", "^/api/schema", "^/embed/"]
+PUBLIC_PATHS = ["^/login", "^/setup", "^/reset/", "^/static/", "^/api/schema", "^/embed/"]
 SESSION_USER_KEY = "user_id"
+SESSION_STAMP_KEY = "stamp"
 SAFE = ("GET", "HEAD", "OPTIONS")
 
 
@@ -32,14 +33,22 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
                 if user is None:
                     raise NotAuthorizedException("the API token is invalid or revoked")
                 return AuthenticationResult(user=user, auth="token")
-            user_id = (connection.scope.get("session") or {}).get(SESSION_USER_KEY)
+            data = connection.scope.get("session") or {}
+            user_id = data.get(SESSION_USER_KEY)
             user = session.get(User, user_id) if user_id else None
             if user is None or not user.is_active:
                 raise NotAuthorizedException("sign in to use SkySift")
+            if data.get(SESSION_STAMP_KEY) != session_stamp(user):
+                raise NotAuthorizedException("the password changed since you signed in")
             if connection.url.path.startswith("/api/") and connection.scope["method"] not in SAFE:
                 # The API skips CSRF checks, so a browser session may only read through it.
                 raise NotAuthorizedException("changes through the API need an API token")
             return AuthenticationResult(user=user, auth="session")
+
+
+def session_data(user: User) -> dict:
+    """What a signed-in browser session holds."""
+    return {SESSION_USER_KEY: user.id, SESSION_STAMP_KEY: session_stamp(user)}
 
 
 def auth_middleware() -> DefineMiddleware:

@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from jobs.db import session_scope
 from jobs.models import ApiToken, AuditEvent, Group, Membership, User
 from web.accounts import service
-from web.accounts.auth import SESSION_USER_KEY
+from web.accounts.auth import session_data
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -50,7 +50,7 @@ async def login_submit(request: Request, data: FormData) -> Template | Redirect:
                 status_code=401,
             )
         service.audit(session, user, "login")
-        request.set_session({SESSION_USER_KEY: user.id})
+        request.set_session(session_data(user))
     return Redirect(_safe_next(data.get("next")), status_code=303)
 
 
@@ -83,7 +83,40 @@ async def setup_submit(request: Request, data: FormData) -> Template | Redirect:
         except service.AccountError as exc:
             return Template("accounts/setup.html", context={"error": str(exc)}, status_code=400)
         service.audit(session, user, "create_user", f"user:{user.id}", admin=True, first=True)
-        request.set_session({SESSION_USER_KEY: user.id})
+        request.set_session(session_data(user))
+    return Redirect("/tasks/", status_code=303)
+
+
+@get("/reset/{token:str}", name="reset.form")
+async def reset_form(token: str) -> Template:
+    with session_scope() as session:
+        try:
+            reset = service.pending_reset(session, token)
+            user = session.get(User, reset.user_id)
+            context = {"token": token, "username": user.username, "error": None}
+        except service.PasswordResetError as exc:
+            context = {"token": None, "username": None, "error": str(exc)}
+    return Template(
+        "accounts/reset.html", context=context, status_code=200 if context["token"] else 404
+    )
+
+
+@post("/reset/{token:str}", name="reset.submit", status_code=200)
+async def reset_submit(request: Request, token: str, data: FormData) -> Template | Redirect:
+    with session_scope() as session:
+        username = None
+        try:
+            username = session.get(User, service.pending_reset(session, token).user_id).username
+            if data.get("password") != data.get("password2"):
+                raise service.AccountError("the two new passwords differ")
+            user = service.use_password_reset(session, token, str(data.get("password", "")))
+        except service.PasswordResetError as exc:
+            context = {"token": None, "username": None, "error": str(exc)}
+            return Template("accounts/reset.html", context=context, status_code=404)
+        except service.AccountError as exc:
+            context = {"token": token, "username": username, "error": str(exc)}
+            return Template("accounts/reset.html", context=context, status_code=400)
+        request.set_session(session_data(user))
     return Redirect("/tasks/", status_code=303)
 
 
@@ -125,6 +158,7 @@ class ProfileController(Controller):
                     user.password_hash = service.hash_password(str(data.get("password", "")))
                     session.add(user)
                     service.audit(session, user, "change_password", f"user:{user.id}")
+                    request.set_session(session_data(user))  # other sessions end
                     context["message"] = "Password changed."
                 except service.AccountError as exc:
                     context["error"] = str(exc)
@@ -211,6 +245,19 @@ class AdminController(Controller):
                 session.rollback()
                 context, status = self._context(session, error=str(exc)), 400
             return Template("accounts/admin.html", context=context, status_code=status)
+
+    @post("/users/{user_id:int}/reset", name="admin.users.reset", status_code=200)
+    async def reset_link(self, request: Request, user_id: int) -> Template:
+        """A one-time password reset link, shown once for the administrator to hand over."""
+        require_admin(request)
+        with session_scope() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise NotFoundException("no such user")
+            token = service.create_password_reset(session, user.username, request.user)
+            link = f"{str(request.base_url).rstrip('/')}/reset/{token}"
+            context = self._context(session, reset_link=link, reset_user=user.username)
+            return Template("accounts/admin.html", context=context)
 
     @post("/groups", name="admin.groups.create", status_code=200)
     async def create_group(self, request: Request, data: FormData) -> Template:

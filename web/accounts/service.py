@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, col, select
 
-from jobs.models import ApiToken, AuditEvent, Group, Membership, User, utcnow
+from jobs.models import ApiToken, AuditEvent, Group, Membership, PasswordReset, User, utcnow
 
 _hasher = PasswordHasher()
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "sks_"
+RESET_LIFETIME = timedelta(days=1)
 
 
 class AccountError(ValueError):
@@ -136,6 +138,66 @@ def user_tokens(session: Session, user: User) -> list[ApiToken]:
             select(ApiToken).where(ApiToken.user_id == user.id).order_by(col(ApiToken.id).desc())
         ).all()
     )
+
+
+def session_stamp(user: User) -> str:
+    """Changes whenever the password does: sessions signed in before a change end."""
+    return _digest(user.password_hash)[:16]
+
+
+# ---------------------------------------------------------------------------- password resets
+
+
+class PasswordResetError(AccountError):
+    """A reset link that is unknown, used or expired, or a user that does not exist."""
+
+
+def create_password_reset(session: Session, username: str, created_by: User | None) -> str:
+    """A one-time reset token for ``username`` (valid :data:`RESET_LIFETIME`); clear text once.
+
+    There is no e-mail here: an administrator (or the ``skysift reset-link`` command) hands
+    the link to the user.
+    """
+    user = session.exec(select(User).where(User.username == username.strip())).first()
+    if user is None:
+        raise PasswordResetError(f"there is no user {username.strip()!r}")
+    clear = secrets.token_urlsafe(32)
+    session.add(
+        PasswordReset(
+            user_id=user.id,
+            token_hash=_digest(clear),
+            created_by=created_by.id if created_by else None,
+            expires=utcnow() + RESET_LIFETIME,
+        )
+    )
+    audit(session, created_by, "create_password_reset", f"user:{user.id}")
+    session.flush()
+    return clear
+
+
+def pending_reset(session: Session, clear: str) -> PasswordReset:
+    """The unused, unexpired reset for a token, else PasswordResetError."""
+    reset = session.exec(
+        select(PasswordReset).where(PasswordReset.token_hash == _digest(clear))
+    ).first()
+    if reset is None or reset.used is not None:
+        raise PasswordResetError("this reset link is unknown or was used already")
+    if reset.expires <= utcnow():
+        raise PasswordResetError("this reset link has expired: ask an administrator for a new one")
+    return reset
+
+
+def use_password_reset(session: Session, clear: str, password: str) -> User:
+    """Set a new password through a reset token; the token and older sessions stop working."""
+    reset = pending_reset(session, clear)
+    user = session.get(User, reset.user_id)
+    if user is None or not user.is_active:
+        raise PasswordResetError("the account of this reset link is disabled")
+    user.password_hash = hash_password(password)
+    reset.used = utcnow()
+    session.add_all([user, reset])
+    audit(session, user, "reset_password", f"user:{user.id}")
+    return user
 
 
 # ---------------------------------------------------------------------------- audit
