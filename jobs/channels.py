@@ -4,10 +4,15 @@ Two implementations behind one interface: memory (embedded default, one process)
 and Redis streams (deployments, many processes). Each event gets a monotonically
 increasing id; a reader passes the last id it saw and receives everything after it,
 so a browser that reconnects catches up.
+
+Web processes wait for events with :meth:`Channel.wait_events`, a coroutine, so one
+process holds hundreds of open streams without a thread each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 MAX_EVENTS_PER_TASK = 5000
+MAX_OPEN_STREAMS = 5000  # Redis connections one web process may hold for waiting streams
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class Channel(Protocol):
 
     def read(self, task_id: int, after: str | None, timeout: float) -> list[Event]: ...
 
+    async def wait_events(self, task_id: int, after: str | None, timeout: float) -> list[Event]: ...
+
 
 def _id_key(event_id: str) -> tuple[int, int]:
     first, _, second = event_id.partition("-")
@@ -43,6 +51,8 @@ class MemoryChannel:
         self._events: dict[int, deque[Event]] = {}
         self._cond = threading.Condition()
         self._counter = 0
+        # coroutines waiting for a task's next event, each woken on its own loop
+        self._waiters: dict[int, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 
     def publish(self, task_id: int, kind: str, data: dict[str, Any]) -> str:
         with self._cond:
@@ -51,6 +61,10 @@ class MemoryChannel:
             event = Event(f"{int(time.time() * 1000)}-{self._counter}", kind, data)
             self._events.setdefault(task_id, deque(maxlen=MAX_EVENTS_PER_TASK)).append(event)
             self._cond.notify_all()
+            waiters = list(self._waiters.get(task_id, ()))
+        for loop, woken in waiters:
+            with contextlib.suppress(RuntimeError):  # a closed loop: its waiter is gone
+                loop.call_soon_threadsafe(woken.set)
         return event.id
 
     def _after(self, task_id: int, after: str | None) -> list[Event]:
@@ -71,6 +85,24 @@ class MemoryChannel:
                     return found
                 self._cond.wait(remaining)
 
+    async def wait_events(self, task_id: int, after: str | None, timeout: float) -> list[Event]:
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._cond:  # register before looking, so no event slips in between
+            self._waiters.setdefault(task_id, set()).add(waiter)
+            found = self._after(task_id, after)
+        try:
+            if not found:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter[1].wait(), timeout)
+                with self._cond:
+                    found = self._after(task_id, after)
+        finally:
+            with self._cond:
+                self._waiters[task_id].discard(waiter)
+                if not self._waiters[task_id]:
+                    del self._waiters[task_id]
+        return found
+
 
 class RedisChannel:
     """Events in one Redis stream per task, trimmed to the newest events."""
@@ -78,7 +110,9 @@ class RedisChannel:
     def __init__(self, url: str) -> None:
         import redis
 
+        self._url = url
         self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
     @staticmethod
     def _key(task_id: int) -> str:
@@ -96,6 +130,28 @@ class RedisChannel:
         reply = self._redis.xread(
             {self._key(task_id): after or "0-0"}, block=max(int(timeout * 1000), 1)
         )
+        return self._events(reply)
+
+    async def wait_events(self, task_id: int, after: str | None, timeout: float) -> list[Event]:
+        reply = await self._async_client().xread(
+            {self._key(task_id): after or "0-0"}, block=max(int(timeout * 1000), 1)
+        )
+        return self._events(reply)
+
+    def _async_client(self):
+        """An asyncio client bound to the running loop (one blocking XREAD per stream)."""
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = redis.asyncio.Redis.from_url(
+                self._url, decode_responses=True, max_connections=MAX_OPEN_STREAMS
+            )
+            self._async = (loop, client)
+        return self._async[1]
+
+    @staticmethod
+    def _events(reply) -> list[Event]:
         events: list[Event] = []
         for _stream, items in reply or ():
             for event_id, fields in items:

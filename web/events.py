@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -27,7 +26,7 @@ async def task_events(request: Request, task_id: int, after: str | None = None) 
     async def stream() -> AsyncIterator[ServerSentEventMessage]:
         nonlocal last
         while True:
-            events = await asyncio.to_thread(channel.read, task_id, last, WAIT_SECONDS)
+            events = await channel.wait_events(task_id, last, WAIT_SECONDS)
             if not events:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
                 continue

@@ -42,3 +42,25 @@ def test_a_blocked_reader_wakes_on_publish(channel):
     channel.publish(3, "progress", {"fraction": 0.5})
     thread.join(5)
     assert [e.kind for e in found] == ["progress"]
+
+
+def test_hundreds_of_async_waiters_wake_on_one_publish(channel):
+    """The web process holds every open stream as a coroutine, not a thread."""
+    import asyncio
+
+    last = channel.publish(11, "state", {"state": "queued"})
+
+    async def scenario():
+        waiters = [
+            asyncio.create_task(channel.wait_events(11, last, timeout=10)) for _ in range(300)
+        ]
+        await asyncio.sleep(0.3)  # all blocked
+        assert not any(w.done() for w in waiters)
+        threading.Thread(target=channel.publish, args=(11, "log", {"line": "hello"})).start()
+        results = await asyncio.wait_for(asyncio.gather(*waiters), timeout=5)
+        quiet = await channel.wait_events(12, None, timeout=0.2)
+        return results, quiet
+
+    results, quiet = asyncio.run(scenario())
+    assert all([e.data["line"] for e in found] == ["hello"] for found in results)
+    assert quiet == []
