@@ -45,11 +45,22 @@ def read_candidates(task_id: int, step: str) -> Table | None:
     return Table.read(path)
 
 
-def cutout_name(task_id: int, step: str, key: str) -> str | None:
-    """Relative path of the candidate's PNG cutout, if the step drew one."""
+def cutout_name(task_id: int, step: str, key: str, suffix: str = ".png") -> str | None:
+    """Relative path of the candidate's PNG cutout (or other ``suffix``), if the step drew one."""
     folder = get_step(step).candidates[1]
-    name = f"{folder}/{key}.png"
+    name = f"{folder}/{key}{suffix}"
     return name if (task_dir(task_id) / name).is_file() else None
+
+
+def blink_strip(task_id: int, step: str, key: str) -> dict | None:
+    """The candidate's blink strip: its relative path and frame labels, if the step drew one."""
+    from pipeline.cutouts import BLINK_SUFFIX, blink_frames
+
+    name = cutout_name(task_id, step, key, BLINK_SUFFIX)
+    if name is None:
+        return None
+    frames = blink_frames(task_dir(task_id) / name)
+    return {"path": name, "frames": frames} if frames else None
 
 
 def index_candidates(session: Session, task_id: int, step: str, mjd: float | None) -> int:

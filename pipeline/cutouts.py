@@ -14,6 +14,10 @@ Files:
   ``NOTE`` card holds the reason. :func:`read_cutout` reads it back.
 * :func:`plot_cutout` — PNG: the panels side by side on one pixel grid, circles marked
   on every panel (aperture, annulus), a title.
+* :func:`write_blink_strip` — PNG for blinking on the vetting pages: chosen panels side
+  by side at one screen pixel per image pixel (a few kB), the image and the template
+  sharing one stretch so that only what changed appears to change; the frame names go
+  in the PNG's ``Frames`` text chunk (:func:`blink_frames` reads them back).
 
 Pixel convention: 0-based, as in every SkySift table; stamp pixel (0, 0) is parent pixel
 (``x0``, ``y0``).
@@ -38,6 +42,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 from matplotlib.patches import Circle
 from numpy.typing import NDArray
 
@@ -369,3 +374,72 @@ def plot_cutout(
     figure.tight_layout()
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=DPI)
+
+
+# --- blinking -------------------------------------------------------------------------------
+
+BLINK_SUFFIX = ".blink.png"
+DIFFERENCE_SIGMAS = 5.0  # difference frames span ±5 robust σ around zero
+
+
+def _robust_sigma(data: NDArray) -> float:
+    values = np.asarray(data, float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 1.0
+    sigma = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    return sigma if sigma > 0 else float(np.std(values)) or 1.0
+
+
+def _grey(data: NDArray, low: float, high: float) -> NDArray:
+    """RGB floats of ``data`` stretched to [low, high]; no-data pixels in NO_DATA_COLOUR."""
+    data = np.asarray(data, float)
+    level = np.clip((data - low) / (high - low), 0.0, 1.0)
+    rgb = np.repeat(level[..., None], 3, axis=2)
+    missing = ~np.isfinite(data)
+    rgb[missing] = [int(NO_DATA_COLOUR[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    return rgb
+
+
+def write_blink_strip(
+    cutout: Cutout,
+    frames: Sequence[tuple[str, str]],
+    path: str | os.PathLike,
+    difference: str | None = None,
+) -> list[str]:
+    """Write the chosen panels side by side as one PNG; return the frame labels written.
+
+    Parameters
+    ----------
+    cutout : Cutout
+    frames : sequence of (panel name, label)
+        In blinking order; panels with no data are left out.
+    path : path-like
+    difference : str, optional
+        The panel shown symmetric around zero with its own scale; every other frame
+        uses the zscale limits of the first one, so a source that appeared stands out.
+    """
+    chosen = [(cutout.panel(n), label) for n, label in frames if cutout.panel(n).data is not None]
+    if not chosen:
+        raise ValueError("no panel of the cutout has data to blink")
+    low, high = display_limits(chosen[0][0].data)
+    strips = []
+    for panel, _label in chosen:
+        if panel.name == difference:
+            span = DIFFERENCE_SIGMAS * _robust_sigma(panel.data)
+            strips.append(_grey(panel.data, -span, span))
+        else:
+            strips.append(_grey(panel.data, low, high))
+    labels = [label for _panel, label in chosen]
+    # rows go top-down in a PNG; our stamps are bottom-up like the figures
+    image = np.concatenate(strips, axis=1)[::-1]
+    imsave(path, image, format="png", metadata={"Frames": ",".join(labels)})
+    return labels
+
+
+def blink_frames(path: str | os.PathLike) -> list[str]:
+    """The frame labels of a blink strip (empty when it has none)."""
+    from PIL import Image
+
+    with Image.open(path) as png:
+        return [f for f in str(png.info.get("Frames", "")).split(",") if f]

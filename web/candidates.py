@@ -15,7 +15,7 @@ from litestar.response import Template
 from sqlalchemy import func, tuple_
 from sqlmodel import Session, col, select
 
-from jobs.candidates import cutout_name, read_candidates
+from jobs.candidates import blink_strip, cutout_name, read_candidates
 from jobs.db import session_scope
 from jobs.models import Candidate, Comment, Task, User, Vote, VoteValue, utcnow
 from jobs.runner import publish
@@ -127,6 +127,7 @@ class CandidateController(Controller):
                 {
                     "c": row,
                     "cutout": cutout_name(task_id, step, row.key),
+                    "blink": blink_strip(task_id, step, row.key),
                     "notes": notes,
                     "block": {
                         "task_id": task_id,

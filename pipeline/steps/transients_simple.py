@@ -545,11 +545,15 @@ def _cutouts(ctx, config, table: Table, aperture_px: float, wcs, inspect, files,
             cutouts.plot_cutout(
                 cutout, ctx.path(stem + ".png"), _title(row, inspect, band, system), marks
             )
+            atlas = [("atlas", p.title) for p in cutout.panels if p.name == "atlas"]
+            cutouts.write_blink_strip(
+                cutout, [("image", "image"), *atlas], ctx.path(stem + cutouts.BLINK_SUFFIX)
+            )
         except Exception as exc:  # a failed figure must not lose the candidates
             warn.append(f"the cutout of {row['jname']} could not be drawn: {exc}")
             continue
         table["cutout"][k] = stem + ".png"
-        files.append(stem + ".png")
+        files.extend([stem + ".png", stem + cutouts.BLINK_SUFFIX])
 
 
 def _summary_number(value: float | None, digits: int = 5) -> float | None:

@@ -9,7 +9,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from pipeline.cutouts import Cutout, CutoutPanel, plot_cutout
+from pipeline.cutouts import BLINK_SUFFIX, Cutout, CutoutPanel, plot_cutout, write_blink_strip
 from pipeline.fitsio import write_atomic
 from pipeline.subtraction.base import SubtractionProducts
 
@@ -87,12 +87,15 @@ def write_candidate_cutouts(
         ]
         stem = candidate_name(row["ra"], row["dec"], index)
         write_atomic(fits.HDUList(hdus), folder / f"{stem}.cutout.fits")
-        _plot(folder / f"{stem}.png", stem, row, planes, half)
-        names.extend([f"{stem}.cutout.fits", f"{stem}.png"])
+        cutout = _plot(folder / f"{stem}.png", stem, row, planes, half)
+        # the template matched to the image's PSF and flux, so a blink shows only what changed
+        frames = [("image", "image"), ("convolved", "template"), ("difference", "difference")]
+        write_blink_strip(cutout, frames, folder / f"{stem}{BLINK_SUFFIX}", "difference")
+        names.extend([f"{stem}.cutout.fits", f"{stem}.png", f"{stem}{BLINK_SUFFIX}"])
     return names
 
 
-def _plot(path: Path, name: str, row, planes: dict[str, np.ndarray], half: int) -> None:
+def _plot(path: Path, name: str, row, planes: dict[str, np.ndarray], half: int) -> Cutout:
     """The six panels side by side as a PNG (the vetting pages show these)."""
     panels = [
         CutoutPanel(p, planes[p], p, "mask" if p in ("footprint", "mask") else "image")
@@ -103,3 +106,4 @@ def _plot(path: Path, name: str, row, planes: dict[str, np.ndarray], half: int) 
     magnitude = row["mag_calib"] if "mag_calib" in row.colnames else np.nan
     title = name if not np.isfinite(magnitude) else f"{name}  mag {magnitude:.2f}"
     plot_cutout(cutout, path, title=title)
+    return cutout

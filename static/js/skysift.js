@@ -182,6 +182,50 @@ const SkySift = (() => {
     return source;
   }
 
+  // Cutouts blink between image, template and difference: tap the picture, or focus it
+  // and use space / arrow keys; "blink" cycles by itself; r, b, u vote on that candidate.
+  const BLINK_MS = 600;
+  const VOTE_KEYS = { r: "real", b: "bogus", u: "unsure" };
+
+  function blinker(box) {
+    const frames = box.dataset.frames.split(",");
+    const picture = box.querySelector("img");
+    const label = box.querySelector(".blink-label");
+    const play = box.querySelector(".blink-play");
+    let index = 0;
+    let timer = null;
+    const show = (i) => {
+      index = (i + frames.length) % frames.length;
+      picture.style.transform = `translateX(${(-100 * index) / frames.length}%)`;
+      label.textContent = frames[index];
+      box.dataset.frame = frames[index];
+    };
+    const stop = () => { clearInterval(timer); timer = null; play.setAttribute("aria-pressed", "false"); };
+    box.querySelector(".blink-view").addEventListener("click", () => { stop(); show(index + 1); });
+    play.addEventListener("click", (e) => {
+      e.stopPropagation();
+      if (timer) return stop();
+      timer = setInterval(() => show(index + 1), BLINK_MS);
+      play.setAttribute("aria-pressed", "true");
+    });
+    box.addEventListener("keydown", (e) => {
+      if (e.target !== box) return;
+      if (e.key === " " || e.key === "ArrowRight") { stop(); show(index + 1); }
+      else if (e.key === "ArrowLeft") { stop(); show(index - 1); }
+      else if (VOTE_KEYS[e.key]) {
+        const section = box.closest(".candidate");
+        const button = section && section.querySelector(`button.vote.${VOTE_KEYS[e.key]}`);
+        if (button) button.click();
+      } else return;
+      e.preventDefault();
+    });
+    show(0);
+  }
+
+  function blinkers(root) {
+    root.querySelectorAll(".blink").forEach(blinker);
+  }
+
   // ---------------------------------------------------------------- misc
   function setupHeaderFilters() {
     document.querySelectorAll(".header-filter").forEach((input) => {
@@ -201,5 +245,5 @@ const SkySift = (() => {
     document.body.addEventListener("htmx:sendError", () => toast("The server cannot be reached."));
   });
 
-  return { followTask, followVotes, toast, upload, uploadTemplate };
+  return { blinkers, followTask, followVotes, toast, upload, uploadTemplate };
 })();

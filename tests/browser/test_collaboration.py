@@ -73,6 +73,23 @@ def seed_candidates(data_dir, task_id: int) -> str:
             "fluxerr": [5.0],
         }
     ).write(folder / "candidates_simple.fits")
+    # its blink strip, as the step draws it: a star that is in the image, not in the atlas
+    import numpy as np
+
+    from pipeline.cutouts import BLINK_SUFFIX, make_cutout, write_blink_strip
+
+    yy, xx = np.mgrid[0:41, 0:41]
+    star = 1000 * np.exp(-((xx - 20) ** 2 + (yy - 20) ** 2) / 8.0)
+    sky = np.random.default_rng(1).normal(100, 3, (41, 41))
+    cutout = make_cutout(
+        20,
+        20,
+        41,
+        [("image", sky + star, "image", "image", np.nan), ("atlas", sky, "PS1", "image", np.nan)],
+    )
+    (folder / "candidates_simple").mkdir(exist_ok=True)
+    strip = folder / "candidates_simple" / f"{name}{BLINK_SUFFIX}"
+    write_blink_strip(cutout, [("image", "image"), ("atlas", "PS1 r")], strip)
     with db.session_scope() as session:
         index_candidates(session, task_id, "transients_simple", None)
     db.dispose_engines()
@@ -128,6 +145,15 @@ def test_share_vote_notice_and_embed(
     bob = sign_in(browser, live_server, "bob", viewport={"width": 390, "height": 844})
     assert "saao.fits" in bob.inner_text("#task-list")
     bob.goto(f"{live_server}/tasks/{task_id}/candidates/transients_simple/")
+    # the cutout blinks by tap and by key, without leaving the page
+    blink = bob.locator(".blink").first
+    assert blink.get_attribute("data-frame") == "image"
+    blink.locator(".blink-view").click()
+    assert blink.get_attribute("data-frame") == "PS1 r"
+    blink.focus()
+    bob.keyboard.press("ArrowRight")
+    assert blink.inner_text().startswith("image")
+    assert blink.locator("img").evaluate("i => i.complete && i.naturalWidth") == 82
     bob.click(f"[id='vet-{name}'] button.vote.real")
     bob.wait_for_selector("button.vote.real.mine")
     bob.screenshot(path=str(output_dir / "vetting-390px.png"), full_page=True)

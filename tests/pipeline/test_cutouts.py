@@ -10,6 +10,7 @@ from matplotlib.image import imread
 from pipeline.cutouts import (
     CircleMark,
     CutoutPanel,
+    blink_frames,
     display_limits,
     make_cutout,
     plot_cutout,
@@ -17,6 +18,7 @@ from pipeline.cutouts import (
     stamp,
     stamp_origin,
     stamp_wcs,
+    write_blink_strip,
     write_cutout,
 )
 from pipeline.simulate import simulate_sky
@@ -142,3 +144,41 @@ def test_display_limits():
     assert 80 < low < 100 < high < 120
     assert display_limits(np.full((4, 4), np.nan)) == (0.0, 1.0)
     assert display_limits(np.ones((4, 4))) == (1.0, 2.0)
+
+
+def test_blink_strip_shows_only_what_changed(tmp_path):
+    """Image and template share one stretch; the difference is centred on zero."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:31, 0:31]
+    galaxy = 400 * np.exp(-((xx - 15) ** 2 + (yy - 15) ** 2) / 50.0)
+    template = galaxy + rng.normal(0, 5, (31, 31))
+    new = 300 * np.exp(-((xx - 24) ** 2 + (yy - 8) ** 2) / 4.0)  # on the faint outskirts
+    image = galaxy + new + rng.normal(0, 5, (31, 31))
+    image[0, :3] = np.nan  # beyond the parent's edge
+    cutout = make_cutout(
+        15,
+        15,
+        31,
+        [
+            ("image", image, "image", "image", np.nan),
+            ("template", template, "template", "image", np.nan),
+            ("difference", image - template, "difference", "image", np.nan),
+            CutoutPanel("atlas", None, "atlas", note="service down"),
+        ],
+    )
+    path = tmp_path / "c.blink.png"
+    frames = [("image", "image"), ("atlas", "atlas"), ("template", "tmpl"), ("difference", "diff")]
+    assert write_blink_strip(cutout, frames, path, "difference") == ["image", "tmpl", "diff"]
+    assert blink_frames(path) == ["image", "tmpl", "diff"]
+    strip = imread(path)[::-1, :, 0]  # back to bottom-up rows, one grey channel
+    assert strip.shape == (31, 93)  # one screen pixel per image pixel, three frames
+    shown_image, shown_template, shown_diff = strip[:, :31], strip[:, 31:62], strip[:, 62:]
+    # the galaxy looks the same in both frames; the new source only in the image
+    assert abs(shown_image[15, 10] - shown_template[15, 10]) < 0.1
+    assert shown_image[8, 24] - shown_template[8, 24] > 0.3
+    # the difference: flat grey (zero) except at the new source
+    assert abs(np.median(shown_diff) - 0.5) < 0.05 and shown_diff[8, 24] > 0.9
+    colour = imread(path)[::-1][0, 0, :3]
+    assert np.allclose(colour, [0x35 / 255, 0x55 / 255, 0x7F / 255], atol=0.01)  # no data
+    with pytest.raises(ValueError, match="no panel"):
+        write_blink_strip(cutout, [("atlas", "atlas")], tmp_path / "none.png")

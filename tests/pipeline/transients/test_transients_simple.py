@@ -16,7 +16,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 
-from pipeline.cutouts import read_cutout
+from pipeline.cutouts import blink_frames, read_cutout
 from pipeline.steps import ServiceUnavailable, StepError, run_step
 from pipeline.steps.transients_simple import TransientsSimpleConfig
 from tests.fixture_servers.skybot import Body
@@ -125,8 +125,11 @@ def test_output_files(tasks, service_config):
     circles = [line for line in regions if line.startswith("circle(")]
     assert len(circles) == len(table)
     assert regions[:3][2] == "fk5"
-    pngs = [name for name in result.files if name.endswith(".png")]
+    pngs = [name for name in result.files if name.endswith(".png") and ".blink" not in name]
     assert len(pngs) == len(table)
+    blinks = [name for name in result.files if name.endswith(".blink.png")]
+    assert len(blinks) == len(table)
+    assert blink_frames(folder / blinks[0]) == ["image", "Pan-STARRS DR1 r"]
     cutout_files = [name for name in result.files if name.endswith(".cutout")]
     assert len(cutout_files) == len(table)
     first = read_cutout(folder / cutout_files[0])
