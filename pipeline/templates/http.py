@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import httpx
+import numpy as np
 from astropy.io import fits
 
 from pipeline.templates.errors import TemplateError, TemplateServiceError
@@ -48,8 +49,11 @@ def fetch(
     return body
 
 
-def open_fits(body: bytes, service: str) -> tuple:
-    """(data, header) of the first image HDU of a FITS answer, or TemplateError."""
+def open_fits(body: bytes, service: str, mask: bool = False) -> tuple:
+    """(data, header) of the first image HDU of a FITS answer, or TemplateError.
+
+    An image (not a ``mask``) with no finite non-zero pixel is refused as empty.
+    """
     if not body.startswith(b"SIMPLE"):
         raise TemplateError(
             f"the {service} template service did not return a FITS image "
@@ -61,5 +65,11 @@ def open_fits(body: bytes, service: str) -> tuple:
                 data = hdu.data.astype(float)
                 while data.ndim > 2:
                     data = data[0]
+                if not mask and not np.any(np.isfinite(data) & (data != 0)):
+                    # what the services send outside their footprint: blank pixels
+                    raise TemplateError(
+                        f"the {service} template service returned an empty image: the survey "
+                        "has no data at this position; choose another template source"
+                    )
                 return data, hdu.header.copy()
     raise TemplateError(f"the {service} template answer holds no image")

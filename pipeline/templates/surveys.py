@@ -86,6 +86,7 @@ def fetch_ps1(
                 "Pan-STARRS",
             ),
             "Pan-STARRS",
+            mask=True,
         )
         mask = np.nan_to_num(mdata).astype(np.int64) != 0
     return data, header, mask
@@ -125,6 +126,7 @@ def fetch_legacy(
             "Legacy Survey",
         ),
         "Legacy Survey",
+        mask=True,
     )
     bits = np.nan_to_num(bits).astype(np.int64)
     bad_bits = LEGACY_NPRIMARY | LEGACY_BAILOUT | LEGACY_SATUR.get(band, 0)

@@ -98,3 +98,24 @@ def template_answer(template: SimulatedImage):
         return Reply(404, b"not found")
 
     return answer
+
+
+def template_empty(request: Request) -> Reply:
+    """What the services answer outside their footprint (mode ``"empty"``).
+
+    Pan-STARRS lists no file (the header line only); the Legacy Survey and hips2fits send
+    a blank image (zeros, NaN) of the size asked for.
+    """
+    if request.path.endswith("ps1filenames.py"):
+        return Reply(200, b"projcell subcell ra dec filter mjd type filename shortname badflag\n")
+    ra, dec = float(_one(request, "ra", 0)), float(_one(request, "dec", 0))
+    if request.path.endswith("fits-cutout"):
+        size = int(_one(request, "size"))
+        scale = float(_one(request, "pixscale"))
+        return _fits(np.zeros((size, size)), _grid(ra, dec, size, scale).to_header())
+    if request.path.endswith("hips2fits"):
+        width = int(_one(request, "width"))
+        fov = float(_one(request, "fov")) * 3600
+        blank = np.full((width, width), np.nan)
+        return _fits(blank, _grid(ra, dec, width, fov / width).to_header())
+    return Reply(404, b"not found")

@@ -13,7 +13,7 @@ from pipeline.templates.errors import TemplateError
 from pipeline.templates.sources import TemplateSettings, get_template
 from pipeline.templates.surveys import ps1_linear
 from tests.fixture_servers.base import FixtureServer
-from tests.fixture_servers.templates import template_answer
+from tests.fixture_servers.templates import template_answer, template_empty
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def small_sky():
 
 @pytest.fixture(scope="module")
 def server(small_sky):
-    with FixtureServer(template_answer(small_sky.template), slow_seconds=3) as s:
+    with FixtureServer(template_answer(small_sky.template), template_empty, slow_seconds=3) as s:
         yield s
 
 
@@ -82,6 +82,36 @@ def test_service_down_slow_error(server, small_sky, tmp_path):
         with pytest.raises(ServiceUnavailable):
             get_template(_settings(server, "ps1", 1.0), tmp_path, wcs, small_sky.image.shape, "r")
     server.reset()
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("ps1", "Pan-STARRS has no r stack"),
+        ("ls", "Legacy Survey template service returned an empty image"),
+        ("decaps", "hips2fits template service returned an empty image"),
+    ],
+)
+def test_service_with_no_data_at_the_position(server, small_sky, tmp_path, source, message):
+    wcs = WCS(small_sky.header).celestial
+    server.mode = "empty"
+    try:
+        with pytest.raises(TemplateError, match=message):
+            get_template(_settings(server, source), tmp_path, wcs, small_sky.image.shape, "r")
+    finally:
+        server.reset()
+
+
+def test_template_elsewhere_on_the_sky(small_sky, tmp_path):
+    """An uploaded template of another field: refused with the reason, nothing subtracted."""
+    from astropy.io import fits
+
+    header = small_sky.template.header.copy()
+    header["CRVAL1"] += 1.0  # one degree away: no overlap with a 4′ image
+    fits.PrimaryHDU(small_sky.template.image, header).writeto(tmp_path / "custom_template.fits")
+    wcs = WCS(small_sky.header).celestial
+    with pytest.raises(TemplateError, match=r"covers only 0.0 % of the image"):
+        get_template(TemplateSettings(template="custom"), tmp_path, wcs, small_sky.image.shape, "r")
 
 
 def test_band_choice():
