@@ -269,3 +269,19 @@ def test_admin_adds_and_removes_group_members(client):
     client.post("/admin/memberships", data={"user_id": str(user_id), "group_id": str(group_id)})
     with session_scope() as session:
         assert session.get(Membership, (user_id, group_id)) is None
+
+
+def test_reset_link_from_the_command_line(client, settings, capsys):
+    """For an administrator who lost their own password: a link printed in a shell."""
+    from web.cli import main
+
+    here = ["--data-dir", str(settings.data_dir)]
+    assert main(["reset-link", "nobody", *here]) == 1
+    assert "no user 'nobody'" in capsys.readouterr().err
+    assert main(["reset-link", "admin", "--base-url", "https://sky.example.org/", *here]) == 0
+    link = capsys.readouterr().out.strip()
+    assert link.startswith("https://sky.example.org/reset/")
+    path = link.removeprefix("https://sky.example.org")
+    client.cookies.clear()
+    form = client.get(path)
+    assert form.status_code == 200 and "admin" in form.text
