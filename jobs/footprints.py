@@ -56,7 +56,7 @@ def compute_footprint(task_id: int) -> Footprint | None:
         offsets = (ra - ra0 + 180.0) % 360.0 - 180.0
         ra_min, ra_max = (ra0 + offsets.min()) % 360.0, (ra0 + offsets.max()) % 360.0
         dec_min, dec_max = float(dec.min()), float(dec.max())
-    corners = [[float(ra[i]), float(dec[i])] for i in range(0, len(ra), EDGE_SAMPLES)]
+    outline = [[float(a), float(d)] for a, d in zip(ra, dec, strict=True)]
     return Footprint(
         task_id=task_id,
         ra_center=ra0,
@@ -66,7 +66,7 @@ def compute_footprint(task_id: int) -> Footprint | None:
         dec_max=float(dec_max),
         ra_min=float(ra_min),
         ra_max=float(ra_max),
-        corners=corners,
+        outline=outline,
     )
 
 
@@ -114,3 +114,33 @@ def rebuild_footprints(session: Session) -> int:
             stored += 1
     session.commit()
     return stored
+
+
+def outline_contains(outline: list[list[float]], ra: float, dec: float) -> bool:
+    """Whether (ra, dec) lies inside a stored outline (gnomonic projection about the point)."""
+    if len(outline) < 3:
+        return False
+    a0, d0 = np.radians(ra), np.radians(dec)
+    a, d = np.radians(np.asarray(outline, float)).T
+    cos_c = np.sin(d0) * np.sin(d) + np.cos(d0) * np.cos(d) * np.cos(a - a0)
+    if np.any(cos_c <= 0):  # part of the outline is 90° or more away: not a small field
+        return False
+    xi = np.cos(d) * np.sin(a - a0) / cos_c
+    eta = (np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(a - a0)) / cos_c
+    # the point is the origin of the plane: it is inside when the outline winds around it
+    angles = np.arctan2(eta, xi)
+    turns = np.diff(np.concatenate([angles, angles[:1]]))
+    turns = (turns + np.pi) % (2 * np.pi) - np.pi
+    return abs(turns.sum()) > np.pi
+
+
+def covering_task_ids(session: Session, ra: float, dec: float, among=None) -> list[int]:
+    """Ids of tasks whose stored outline contains (ra, dec), newest first.
+
+    ``among``: an optional SELECT of task ids to restrict to (the visible ones).
+    """
+    query = select(Footprint.task_id, Footprint.outline).where(covering_condition(ra, dec))
+    if among is not None:
+        query = query.where(col(Footprint.task_id).in_(among))
+    rows = session.exec(query.order_by(col(Footprint.task_id).desc())).all()
+    return [task_id for task_id, outline in rows if outline_contains(outline, ra, dec)]

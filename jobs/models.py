@@ -225,7 +225,8 @@ class Footprint(SQLModel, table=True):
     dec_max: float = Field(index=True)
     ra_min: float = Field(description="0–360; greater than ra_max when the box wraps")
     ra_max: float
-    corners: list[list[float]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # (ra, dec) points around the image edge, in order: the exact outline
+    outline: list[list[float]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     mjd: float | None = None
     filter: str | None = Field(default=None, max_length=50)
     updated: datetime = Field(default_factory=utcnow)

@@ -9,11 +9,11 @@ from litestar import Request, Response, get
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.response import Template
 from markupsafe import Markup
-from sqlmodel import col, select
+from sqlmodel import col
 
 from jobs.db import session_scope
-from jobs.footprints import covering_condition
-from jobs.models import Footprint, Task
+from jobs.footprints import covering_task_ids
+from jobs.models import Task
 from jobs.storage import task_dir
 from pipeline.lightcurve import measure_task, plot_lightcurve, points_table, position_cutout
 from web.access import get_task, visible_tasks_query
@@ -36,17 +36,10 @@ def _collect(task_ids: list[int], ra: float, dec: float):
 
 
 def covering_tasks(request: Request, ra: float, dec: float) -> list[int]:
-    """Visible tasks whose stored footprint box holds the position (exact test comes later)."""
+    """Visible tasks whose stored outline holds the position, newest first."""
     with session_scope() as session:
         visible = visible_tasks_query(request).with_only_columns(col(Task.id))
-        return list(
-            session.exec(
-                select(Footprint.task_id)
-                .where(col(Footprint.task_id).in_(visible), covering_condition(ra, dec))
-                .order_by(col(Footprint.task_id).desc())
-                .limit(MAX_TASKS)
-            ).all()
-        )
+        return covering_task_ids(session, ra, dec, visible)[:MAX_TASKS]
 
 
 def point_link(ra: float, dec: float):

@@ -45,7 +45,7 @@ def upgrade() -> None:
     sa.Column('dec_max', sa.Float(), nullable=False),
     sa.Column('ra_min', sa.Float(), nullable=False),
     sa.Column('ra_max', sa.Float(), nullable=False),
-    sa.Column('corners', sa.JSON(), nullable=False),
+    sa.Column('outline', sa.JSON(), nullable=False),
     sa.Column('mjd', sa.Float(), nullable=True),
     sa.Column('filter', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=True),
     sa.Column('updated', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),

@@ -9,7 +9,12 @@ from astropy.wcs import WCS
 from sqlmodel import select
 
 from jobs.db import session_scope, upgrade_database
-from jobs.footprints import clear_footprint, covering_condition, store_footprint
+from jobs.footprints import (
+    clear_footprint,
+    covering_condition,
+    covering_task_ids,
+    store_footprint,
+)
 from jobs.models import Footprint, Task
 
 SIZE = 1000  # pixels
@@ -55,11 +60,20 @@ def test_box_holds_the_field_and_nothing_far(database):
         stored = session.get(Footprint, task_id)
         # the rotated 0.28° square: the centre-to-corner radius is half its diagonal
         assert stored.radius == pytest.approx(SIZE * SCALE / np.sqrt(2), rel=0.01)
-        assert (stored.mjd, stored.filter, len(stored.corners)) == (60000.5, "r", 4)
+        assert (stored.mjd, stored.filter, len(stored.outline)) == (60000.5, "r", 32)
     assert _found(150.0, 20.0) == [task_id]
-    assert _found(150.18, 20.0) == [task_id]  # inside the rotated corner's reach
+    assert _found(150.18, 20.0) == [task_id]  # inside the box, near a rotated corner
     assert _found(150.3, 20.0) == []
     assert _found(150.0, 19.7) == []
+    with session_scope() as session:
+        # the exact outline: a corner of the box that the rotated square does not reach
+        half = SIZE * SCALE / 2
+        assert _found(150.0 + half / np.cos(np.radians(20)), 20.0 + 0.99 * half) == [task_id]
+        assert (
+            covering_task_ids(session, 150.0 + half / np.cos(np.radians(20)), 20.0 + 0.99 * half)
+            == []
+        )
+        assert covering_task_ids(session, 150.05, 20.05) == [task_id]
 
 
 def test_box_wraps_through_ra_zero(database):
@@ -69,6 +83,8 @@ def test_box_wraps_through_ra_zero(database):
         assert stored.ra_min > stored.ra_max  # the wrapped form
     assert _found(0.05, 0.0) == [task_id]
     assert _found(359.85, 0.0) == [task_id]
+    with session_scope() as session:
+        assert covering_task_ids(session, 0.05, 0.0) == [task_id]
     assert _found(180.0, 0.0) == []
     assert _found(0.3, 0.0) == []
 
@@ -76,6 +92,9 @@ def test_box_wraps_through_ra_zero(database):
 def test_polar_field_takes_every_ra(database):
     task_id = _task_with_wcs(database, 10.0, 89.95)
     assert _found(200.0, 89.98) == [task_id]  # across the pole from the centre
+    with session_scope() as session:
+        assert covering_task_ids(session, 200.0, 89.98) == [task_id]
+        assert covering_task_ids(session, 10.0, 89.80) == []  # in the box, outside the field
     assert _found(200.0, 89.5) == []
 
 

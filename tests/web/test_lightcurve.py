@@ -75,3 +75,17 @@ def test_lightcurve_measures_the_position_in_each_covering_task(client, settings
     hidden = client.get(f"/lightcurve?ra={star['ra']}&dec={star['dec']}&format=csv").text
     assert len(Table.read(hidden, format="ascii.csv")) == 0  # tasks it may not see are skipped
     assert client.get(stamp.replace("&amp;", "&")).status_code == 404
+
+
+def test_task_list_finds_tasks_covering_a_position(client, settings, processed):
+    sky, folder = processed
+    covering = adopt(client, settings, folder)
+    elsewhere = upload(client, fits_bytes()).json()["id"]  # no astrometry: no footprint
+    star = sky.truth.transients[0]
+    page = client.get("/tasks/", params={"q": f"at:{star['ra']:.5f},{star['dec']:+.5f}"})
+    assert page.status_code == 200
+    assert f'href="/tasks/{covering}"' in page.text
+    assert f'href="/tasks/{elsewhere}"' not in page.text
+    away = client.get("/tasks/", params={"q": f"at:{star['ra'] + 1:.5f},{star['dec']:+.5f}"})
+    assert f'href="/tasks/{covering}"' not in away.text
+    assert client.get("/tasks/?q=at:400,0").status_code == 400

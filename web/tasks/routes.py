@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import secrets
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from jobs import runner
 from jobs.db import session_scope
+from jobs.footprints import covering_task_ids
 from jobs.models import Task
 from jobs.presets import PresetError, preset_inputs
 from jobs.settings import get_settings
@@ -84,8 +86,20 @@ def _step_or_404(step: str):
         raise ClientException(str(exc), status_code=404) from exc
 
 
-def _filtered(query, text: str):
+POSITION_TOKEN = re.compile(r"^at:([0-9.]+),([-+]?[0-9.]+)$")  # at:RA,Dec in degrees
+
+
+def _filtered(session: Session, query, text: str):
+    """Tasks matching every word: title, file name, state, id, or ``at:RA,Dec`` (covering)."""
     for token in text.split():
+        position = POSITION_TOKEN.match(token)
+        if position:
+            ra, dec = float(position[1]), float(position[2])
+            if not (0 <= ra < 360 and -90 <= dec <= 90):
+                raise ClientException("at:RA,Dec takes RA 0–360 and Dec −90–+90 degrees")
+            ids = covering_task_ids(session, ra, dec, query.with_only_columns(col(Task.id)))
+            query = query.where(col(Task.id).in_(ids))
+            continue
         like = f"%{token}%"
         matches = [
             col(Task.title).ilike(like),
@@ -133,7 +147,7 @@ class TaskController(Controller):
     async def list_tasks(self, request: Request, q: str = "", page: int = 1) -> Template:
         per_page = get_settings().tasks_per_page
         with session_scope() as session:
-            query = _filtered(visible_tasks_query(request), q)
+            query = _filtered(session, visible_tasks_query(request), q)
             total = session.exec(select(func.count()).select_from(query.subquery())).one()
             pages = max(1, math.ceil(total / per_page))
             page = min(max(page, 1), pages)
