@@ -235,7 +235,13 @@ def core_fwhm(
             for j in range(i, 3):
                 normal[:, i, j] = normal[:, j, i] = np.einsum("nij,nij->n", w * basis[i], basis[j])
         count = use.sum(axis=(1, 2))
-        ok = (count >= 4) & np.isfinite(peak) & (peak > 0)
+        # three coefficients need pixels at three or more distinct radii (else singular)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r2_used = np.where(use, r2, np.nan).reshape(len(dx), -1)
+            low, high = np.nanmin(r2_used, axis=1), np.nanmax(r2_used, axis=1)
+        between = use & (r2 > low[:, None, None] + 1e-9) & (r2 < high[:, None, None] - 1e-9)
+        ok = (count >= 4) & np.isfinite(peak) & (peak > 0) & between.any(axis=(1, 2))
         normal[~ok] = np.eye(3)
         rhs[~ok] = 0.0
         with np.errstate(all="ignore"):

@@ -128,3 +128,14 @@ def test_no_stars_is_an_error():
             3.0,
             FwhmConfig(),
         )
+
+
+def test_core_fwhm_of_a_stamp_with_one_radius_is_nan():
+    """Qualifying pixels all at one distance give a singular fit: NaN, not an exception."""
+    from pipeline.fwhm import core_fwhm
+
+    data = np.zeros((21, 21))
+    data[10, 9] = data[10, 11] = data[9, 10] = data[11, 10] = 100.0  # a ring of radius 1
+    data[10, 10] = 1.0  # a faint centre below the core level
+    result = core_fwhm(data, np.array([10.0]), np.array([10.0]), 2.0)
+    assert np.isnan(result[0])
