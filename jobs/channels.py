@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 MAX_EVENTS_PER_TASK = 5000
 MAX_OPEN_STREAMS = 5000  # Redis connections one web process may hold for waiting streams
+SOCKET_TIMEOUT = 60.0  # s; above any XREAD block (redis-py 8 defaults to 5 s, below our 15 s)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,9 @@ class RedisChannel:
         import redis
 
         self._url = url
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT
+        )
         self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
     @staticmethod
@@ -145,7 +148,10 @@ class RedisChannel:
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
             client = redis.asyncio.Redis.from_url(
-                self._url, decode_responses=True, max_connections=MAX_OPEN_STREAMS
+                self._url,
+                decode_responses=True,
+                max_connections=MAX_OPEN_STREAMS,
+                socket_timeout=SOCKET_TIMEOUT,
             )
             self._async = (loop, client)
         return self._async[1]

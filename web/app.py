@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Litestar, Request, Response
+from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.exceptions import HTTPException
 from litestar.middleware.session.server_side import ServerSideSessionConfig
@@ -22,6 +23,7 @@ from litestar.stores.file import FileStore
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
+from redis import BlockingConnectionPool, Redis
 from sqlalchemy.exc import DataError
 
 from jobs.db import upgrade_database
@@ -97,10 +99,20 @@ def internal_error(request: Request, exc: Exception) -> Response:
     return http_error(request, HTTPException(status_code=500, detail="internal server error"))
 
 
+SESSION_CONNECTIONS = 50  # Redis connections of one web process for sessions
+# Event streams must reach the browser event by event, and FITS files hardly compress.
+UNCOMPRESSED_PATHS = [r"/events$", r"/files/"]
+
+
 def _session_store(settings: Settings) -> Store:
     """Sessions in Redis when deployed (shared by web processes), else files in the data folder."""
     if settings.redis_url:
-        return RedisStore.with_client(url=settings.redis_url, namespace="skysift-sessions")
+        # a blocking pool waits for a free connection instead of failing a burst of requests
+        # (every open page reconnecting after a restart) with "Too many connections"
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=SESSION_CONNECTIONS, timeout=10
+        )
+        return RedisStore(Redis(connection_pool=pool), namespace="skysift-sessions")
     return FileStore(settings.data_dir / "sessions", create_directories=True)
 
 
@@ -167,6 +179,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
             create_static_files_router(path="/static", directories=[ROOT / "static"]),
         ],
         template_config=template_config,
+        compression_config=CompressionConfig(backend="gzip", exclude=UNCOMPRESSED_PATHS),
         csrf_config=CSRFConfig(
             secret=settings.resolved_secret(),
             cookie_samesite="strict",

@@ -64,3 +64,14 @@ def test_hundreds_of_async_waiters_wake_on_one_publish(channel):
     results, quiet = asyncio.run(scenario())
     assert all([e.data["line"] for e in found] == ["hello"] for found in results)
     assert quiet == []
+
+
+def test_a_quiet_stream_waits_past_the_redis_client_timeout():
+    """redis-py's default socket timeout (5 s) must not cut a longer blocking wait."""
+    import asyncio
+
+    channel = RedisChannel(redis_url())
+    started = time.monotonic()
+    assert asyncio.run(channel.wait_events(424242, None, timeout=6.0)) == []
+    assert channel.read(424242, None, timeout=6.0) == []
+    assert time.monotonic() - started >= 11.5

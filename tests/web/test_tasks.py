@@ -259,3 +259,11 @@ def test_template_upload_is_validated_and_stored(client, settings):
         80,
         80,
     )
+
+
+def test_pages_are_compressed_but_files_are_not(client):
+    task_id = upload(client, fits_bytes()).json()["id"]
+    page = client.get(f"/tasks/{task_id}", headers={"accept-encoding": "gzip"})
+    assert page.headers.get("content-encoding") == "gzip" and "<html" in page.text
+    image = client.get(f"/tasks/{task_id}/files/image.fits", headers={"accept-encoding": "gzip"})
+    assert image.status_code == 200 and "content-encoding" not in image.headers
