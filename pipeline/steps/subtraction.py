@@ -3,9 +3,12 @@
 Reads ``image.fits``, ``mask.fits``, ``image.wcs``, the photometry step's FWHM,
 aperture, ``calibration.json`` and ``prefilter.pkl``; gets a template (the uploaded
 ``custom_template.fits`` or a survey cutout), reprojects it onto the image grid,
-subtracts it in overlapping sub-images (ZOGY by default) and finds, measures, vets and
-cuts out the transient candidates. In target mode it measures forced photometry of
-the photometry step's targets in the difference image instead.
+subtracts it in overlapping sub-images (ZOGY by default), calibrates the noise maps and
+the local flux scale on the image's stars, and finds, measures, vets (shape prefilter,
+masked pixels in the aperture, dipole/adjustment test and, optionally, catalogues and
+known minor planets: :mod:`pipeline.subtraction.services`) and cuts out the transient
+candidates. In target mode it measures forced photometry of the photometry step's
+targets in the difference image instead.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.calibration.result import CalibrationResult
 from pipeline.fitsio import FitsInputError, load_image, write_atomic
@@ -35,14 +38,21 @@ from pipeline.steps.base import (
     StepError,
     StepResult,
 )
+from pipeline.steps.transients_simple import TransientsSimpleConfig, XMatchCatalog
 from pipeline.subtraction import candidates as cand
 from pipeline.subtraction.chunks import subtract_in_chunks
 from pipeline.subtraction.cutouts import write_candidate_cutouts
-from pipeline.subtraction.engines import EngineUnavailable, get_engine
+from pipeline.subtraction.engines import EngineUnavailable, engine_field, get_engine
+from pipeline.subtraction.hotpants import HotpantsConfig, parse_extra_arguments
 from pipeline.subtraction.prepare import PreparationError, prepare_inputs
 from pipeline.subtraction.psf import PsfError
+from pipeline.subtraction.services import service_checks
+from pipeline.subtraction.sfft_engine import SfftConfig
 from pipeline.templates.errors import TemplateError
 from pipeline.templates.sources import TemplateSettings, get_template
+
+# the catalogue and minor-planet settings are the catalogue-based search's, shared
+_SHARED = TransientsSimpleConfig.model_fields
 
 CALIBRATION_FILE = "calibration.json"
 PREFILTER_FILE = "prefilter.pkl"
@@ -68,6 +78,49 @@ class SubtractionConfig(TemplateSettings):
         description="Subtraction method: zogy (built in), sfft (needs the sfft package) or "
         "hotpants (needs the hotpants program).",
     )
+    # each engine's own parameters, flat for the form: <engine>_<parameter> (see engines.py)
+    sfft_kernel_half_width: int | None = engine_field(SfftConfig, "kernel_half_width", "SFFT")
+    sfft_kernel_poly_order: int = engine_field(SfftConfig, "kernel_poly_order", "SFFT")
+    sfft_bg_poly_order: int = engine_field(SfftConfig, "bg_poly_order", "SFFT")
+    sfft_const_phot_ratio: bool = engine_field(SfftConfig, "const_phot_ratio", "SFFT")
+    sfft_convolve: Literal["template", "science"] = engine_field(SfftConfig, "convolve", "SFFT")
+    sfft_star_threshold: float = engine_field(SfftConfig, "star_threshold", "SFFT")
+    sfft_star_radius: float = engine_field(SfftConfig, "star_radius", "SFFT")
+    sfft_max_stars: int = engine_field(SfftConfig, "max_stars", "SFFT")
+    sfft_threads: int | None = engine_field(SfftConfig, "threads", "SFFT")
+    hotpants_kernel_half_width: int | None = engine_field(
+        HotpantsConfig, "kernel_half_width", "HOTPANTS"
+    )
+    hotpants_stamp_half_width: int | None = engine_field(
+        HotpantsConfig, "stamp_half_width", "HOTPANTS"
+    )
+    hotpants_gaussians: str | None = engine_field(HotpantsConfig, "gaussians", "HOTPANTS")
+    hotpants_kernel_order: int = engine_field(HotpantsConfig, "kernel_order", "HOTPANTS")
+    hotpants_bg_order: int = engine_field(HotpantsConfig, "bg_order", "HOTPANTS")
+    hotpants_stamps: int | None = engine_field(HotpantsConfig, "stamps", "HOTPANTS")
+    hotpants_fit_threshold: float = engine_field(HotpantsConfig, "fit_threshold", "HOTPANTS")
+    hotpants_lower_sigma: float = engine_field(HotpantsConfig, "lower_sigma", "HOTPANTS")
+    hotpants_convolve: Literal["t", "i", "b"] = engine_field(HotpantsConfig, "convolve", "HOTPANTS")
+    hotpants_normalize: Literal["i", "t", "u"] = engine_field(
+        HotpantsConfig, "normalize", "HOTPANTS"
+    )
+    hotpants_use_stars: bool = engine_field(HotpantsConfig, "use_stars", "HOTPANTS")
+    hotpants_timeout: float = engine_field(HotpantsConfig, "timeout", "HOTPANTS")
+    hotpants_extra: str = engine_field(HotpantsConfig, "extra", "HOTPANTS")
+
+    @field_validator("hotpants_extra", "hotpants_gaussians")
+    @classmethod
+    def _hotpants_options(cls, value: str | None, info) -> str | None:
+        if value:
+            prefix = "-ng " if info.field_name == "hotpants_gaussians" else ""
+            parse_extra_arguments(prefix + value)
+        return value
+
+    def engine_options(self) -> dict:
+        """The chosen engine's parameters, without their ``<engine>_`` prefix."""
+        prefix = f"{self.engine}_"
+        return {k.removeprefix(prefix): v for k, v in self if k.startswith(prefix)}
+
     mode: Literal["detection", "target"] = Field(
         "detection",
         description="detection: search the difference for transients; target: forced "
@@ -97,7 +150,15 @@ class SubtractionConfig(TemplateSettings):
         True, description="Drop candidates the science image's shape prefilter calls outliers."
     )
     reject_masked: bool = Field(
-        True, description="Drop candidates with masked pixels within one FWHM."
+        True,
+        description="Drop candidates whose photometric aperture holds unusable (masked) "
+        "pixels of the difference image.",
+    )
+    local_flux_scale: bool = Field(
+        True,
+        description="Rescale the convolved template by the flux scale the nearest bright "
+        "stars need (the zero point varies over the field), so that host galaxies "
+        "subtract cleanly under transients.",
     )
     use_dipole_test: bool = Field(
         True, description="Drop candidates explained by a small shift/rescale of the template."
@@ -115,6 +176,34 @@ class SubtractionConfig(TemplateSettings):
     dipole_chi2_drop: float = Field(
         3.0, gt=1, description="Reject when the adjustment divides χ² by more than this."
     )
+    dipole_source_sigma: float = Field(
+        5.0,
+        gt=0,
+        description="Keep a candidate the adjustment explains when a new point source on "
+        "the template (at the flux scale of the stars around it) fits better by this many σ.",
+    )
+    filter_catalogs: bool = Field(
+        False,
+        description="Reject candidates a catalogue object explains (CDS XMatch with Gaia "
+        "eDR3, Pan-STARRS DR1, SkyMapper DR4): one within the match radius that is not "
+        "fainter than the candidate's flux change by more than mag_diff. Off by default: "
+        "it also rejects transients on catalogued galaxies and outbursts of known stars.",
+    )
+    catalogs: list[XMatchCatalog] | None = _SHARED["catalogs"]  # type: ignore[valid-type]
+    xmatch_radius_fwhm: float = _SHARED["xmatch_radius_fwhm"]
+    mag_diff: float = _SHARED["mag_diff"]
+    xmatch_url: str = _SHARED["xmatch_url"]
+    xmatch_timeout: float = _SHARED["xmatch_timeout"]
+    skybot: bool = Field(
+        False,
+        description="Check the candidates against known minor planets (IMCCE SkyBoT); "
+        "needs the image time.",
+    )
+    skybot_reject: bool = _SHARED["skybot_reject"]
+    skybot_radius_arcsec: float = _SHARED["skybot_radius_arcsec"]
+    skybot_location: str = _SHARED["skybot_location"]
+    skybot_url: str = _SHARED["skybot_url"]
+    skybot_timeout: float = _SHARED["skybot_timeout"]
     limit_sn: float = Field(5.0, gt=0, description="S/N of the upper limits in target mode.")
     max_cutouts: int = Field(200, ge=0, le=5000, description="Cut-outs written at most.")
 
@@ -197,7 +286,7 @@ def _select(table: Table, config: SubtractionConfig, ctx: StepContext, warn) -> 
     keep &= np.nan_to_num(sn) >= config.sn_min
     flags = np.asarray(table["flags"], np.int32)
     if config.reject_masked:
-        keep &= (flags & ObjectFlag.FOOTPRINT_MASKED) == 0
+        keep &= (flags & ObjectFlag.APERTURE_MASKED) == 0
     if config.use_prefilter:
         keep &= (flags & ObjectFlag.SHAPE_OUTLIER) == 0
     if config.use_dipole_test and "dipole_rejected" in table.colnames:
@@ -217,7 +306,9 @@ def _apply_prefilter(ctx: StepContext, table: Table, warn: list[str]) -> None:
     )
 
 
-def _find_candidates(ctx, config, inputs, products, wcs, fwhm, aperture, calib, warn) -> Table:
+def _find_candidates(
+    ctx, config, inputs, products, adjustments, wcs, fwhm, aperture, calib, warn, summary
+) -> Table:
     significance = products.significance
     if significance is None:
         significance = cand.gaussian_significance(products, fwhm)
@@ -252,22 +343,27 @@ def _find_candidates(ctx, config, inputs, products, wcs, fwhm, aperture, calib, 
         with np.errstate(divide="ignore", invalid="ignore"):
             table["mag"] = np.where(negative, -2.5 * np.log10(flux), table["mag"])
             table["magerr"] = np.where(negative, 1.0857 * table["fluxerr"] / flux, table["magerr"])
-    cand.flag_edge_and_mask(table, products.bad, fwhm)
+    cand.add_scale_error(products, table, adjustments, fwhm=fwhm, radius=aperture)
     _apply_prefilter(ctx, table, warn)
     _calibrate(table, calib)
     with np.errstate(divide="ignore", invalid="ignore"):
         good = np.nan_to_num(np.abs(np.asarray(table["flux"] / table["fluxerr"]))) >= config.sn_min
     table = table[good]
     if config.use_dipole_test and len(table):
-        cand.dipole_tests(
-            inputs.image,
-            products,
-            table,
-            inner=config.dipole_inner * fwhm,
-            max_shift=config.dipole_max_shift,
-            max_scale=config.dipole_max_scale,
-            p_value=config.dipole_p_value,
-            chi2_drop=config.dipole_chi2_drop,
+        summary.update(
+            cand.dipole_tests(
+                inputs,
+                products,
+                table,
+                adjustments,
+                fwhm=fwhm,
+                inner=config.dipole_inner * fwhm,
+                max_shift=config.dipole_max_shift,
+                max_scale=config.dipole_max_scale,
+                p_value=config.dipole_p_value,
+                chi2_drop=config.dipole_chi2_drop,
+                source_sigma=config.dipole_source_sigma,
+            )
         )
     return table
 
@@ -352,7 +448,7 @@ def run(ctx: StepContext, config: SubtractionConfig) -> StepResult:
             template_fwhm=config.template_fwhm,
             background_mesh=config.background_mesh,
         )
-        engine = get_engine(config.engine)
+        engine = get_engine(config.engine, **config.engine_options())
         ctx.progress(0.35, f"subtracting ({config.engine})")
         products = subtract_in_chunks(
             inputs,
@@ -365,6 +461,24 @@ def run(ctx: StepContext, config: SubtractionConfig) -> StepResult:
     except (PreparationError, PsfError, EngineUnavailable) as exc:
         raise StepError(f"image subtraction failed: {exc}") from exc
     products.difference[products.bad] = 0.0  # masked pixels carry no information
+    noise_factors = cand.calibrate_noise(products)
+    ctx.log.info(
+        "noise calibration: significance ÷ %.3f, difference noise × %.3f",
+        noise_factors["significance_scale"],
+        noise_factors["noise_scale"],
+    )
+    adjustments = cand.star_adjustments(
+        inputs,
+        products,
+        fwhm=fwhm,
+        inner=config.dipole_inner * fwhm,
+        max_shift=config.dipole_max_shift,
+        max_scale=config.dipole_max_scale,
+    )
+    if config.local_flux_scale:
+        adjustments, scale_range = cand.apply_local_scale(products, adjustments)
+        noise_factors.update(scale_range)
+        ctx.log.info("local flux scale of the template: %.4f to %.4f", *scale_range.values())
     ctx.log.info(
         "flux ratio template/image %.4g from %d stars",
         info["flux_ratio"],
@@ -386,6 +500,7 @@ def run(ctx: StepContext, config: SubtractionConfig) -> StepResult:
         "mode": config.mode,
         "n_chunks": products.info["n_chunks"],
         **{k: _plain(v) for k, v in info.items()},
+        **{k: round(v, 4) for k, v in noise_factors.items()},
     }
     ctx.progress(0.8, "measuring the difference image")
     if config.mode == "target":
@@ -395,13 +510,18 @@ def run(ctx: StepContext, config: SubtractionConfig) -> StepResult:
             files.append(TARGETS_OUT)
             summary["n_targets"] = len(table)
     else:
-        table = _find_candidates(ctx, config, inputs, products, wcs, fwhm, aperture, calib, warn)
+        table = _find_candidates(
+            ctx, config, inputs, products, adjustments, wcs, fwhm, aperture, calib, warn, summary
+        )
         summary["n_detections"] = len(table)
         flags = np.asarray(table["flags"], np.int32) if len(table) else np.zeros(0, np.int32)
         summary["n_prefilter_rejected"] = int(np.sum(flags & ObjectFlag.SHAPE_OUTLIER != 0))
         if "dipole_rejected" in table.colnames:
             summary["n_dipole_rejected"] = int(np.sum(table["dipole_rejected"]))
         selected = _select(table, config, ctx, warn)
+        selected = service_checks(
+            ctx, config, selected, wcs, fwhm, calib, inspect, image.shape, summary, warn
+        )
         selected.meta.update({"FWHM": fwhm, "APERTUR": aperture})
         selected.write(ctx.path(CANDIDATES_OUT), overwrite=True)
         files.append(CANDIDATES_OUT)

@@ -13,7 +13,14 @@ import sep
 
 from pipeline.background import as_sep_array
 from pipeline.subtraction.base import SubtractionInputs
-from pipeline.subtraction.psf import PsfError, measure_psf, psf_fwhm, select_psf_stars
+from pipeline.subtraction.psf import (
+    PsfError,
+    detect_bright,
+    masked_sep_array,
+    measure_psf,
+    psf_fwhm,
+    select_psf_stars,
+)
 
 MIN_RATIO_STARS = 5
 RATIO_APERTURE_FWHM = 3.0  # wide enough that seeing differences do not bias the ratio
@@ -27,28 +34,43 @@ def subtract_background(
     image: np.ndarray, bad: np.ndarray, mesh: int = 128
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Background-subtracted pixels (0 where bad), RMS map and global RMS."""
-    data = as_sep_array(np.where(bad, 0.0, image))
+    # in-place zeroing: each full-frame temporary costs ~0.1 s on a 4096² frame
+    data = masked_sep_array(image, bad)
     mesh = int(max(16, min(mesh, min(image.shape) // 2)))
     bkg = sep.Background(data, mask=as_sep_array(bad, np.uint8), bw=mesh, bh=mesh)
-    sub = np.where(bad, 0.0, image - bkg.back())
+    sub = image - bkg.back()
+    sub[bad] = 0.0
     return sub, bkg.rms(), float(bkg.globalrms)
 
 
 def variance_map(data: np.ndarray, rms: np.ndarray, gain: float | None) -> np.ndarray:
     """Background variance plus the sources' Poisson variance (ADU²)."""
-    var = rms.astype(float) ** 2
+    var = np.square(rms, dtype=float)
     if gain and gain > 0:
-        var = var + np.clip(data, 0, None) / gain
+        source = np.maximum(data, 0.0)
+        source /= gain
+        var += source
     return var
 
 
-def estimate_fwhm(data: np.ndarray, bad: np.ndarray, noise: float) -> float:
-    """Seeing FWHM (px) from twice the median half-light radius of bright compact objects."""
-    work = as_sep_array(np.where(bad, 0.0, data))
+def _bright_objects(data: np.ndarray, bad: np.ndarray, noise: float, what: str) -> np.ndarray:
     try:
-        objects = sep.extract(work, 10.0, err=noise, mask=as_sep_array(bad, np.uint8), minarea=5)
-    except Exception as exc:
-        raise PreparationError(f"object detection in the template failed: {exc}") from exc
+        return detect_bright(data, bad, noise)
+    except PsfError as exc:
+        raise PreparationError(f"object detection in the {what} failed: {exc}") from exc
+
+
+def estimate_fwhm(
+    data: np.ndarray, bad: np.ndarray, noise: float, objects: np.ndarray | None = None
+) -> float:
+    """Seeing FWHM (px) from twice the median half-light radius of bright compact objects.
+
+    ``objects``: the image's :func:`~pipeline.subtraction.psf.detect_bright` detections,
+    if already found.
+    """
+    work = masked_sep_array(data, bad)
+    if objects is None:
+        objects = _bright_objects(data, bad, noise, "template")
     objects = objects[(objects["flag"] == 0) & (objects["b"] / objects["a"] > 0.6)]
     if len(objects) < MIN_RATIO_STARS:
         raise PreparationError(
@@ -122,17 +144,24 @@ def prepare_inputs(
         )
     img, img_rms, img_noise = subtract_background(image, image_bad, background_mesh)
     tpl, tpl_rms, tpl_noise = subtract_background(template, template_bad, background_mesh)
+    # one detection per image serves the seeing, the flux-ratio stars and the PSF
+    tpl_objects = _bright_objects(tpl, template_bad, tpl_noise, "template")
+    img_objects = _bright_objects(img, image_bad, img_noise, "image")
     if template_fwhm is None:
-        template_fwhm = estimate_fwhm(tpl, template_bad, tpl_noise)
+        template_fwhm = estimate_fwhm(tpl, template_bad, tpl_noise, tpl_objects)
     both_bad = image_bad | template_bad
-    stars = select_psf_stars(img, both_bad, img_noise, image_fwhm, image_saturation, max_stars=200)
+    stars = select_psf_stars(
+        img, both_bad, img_noise, image_fwhm, image_saturation, 200, objects=img_objects
+    )
     ratio, n_ratio = flux_ratio(
         img, tpl, both_bad, stars, RATIO_APERTURE_FWHM * max(image_fwhm, template_fwhm)
     )
     try:
-        psf_img, n_img = measure_psf(img, image_bad, img_noise, image_fwhm, image_saturation)
+        psf_img, n_img = measure_psf(
+            img, image_bad, img_noise, image_fwhm, image_saturation, objects=img_objects
+        )
         psf_tpl, n_tpl = measure_psf(
-            tpl, template_bad, tpl_noise, template_fwhm, template_saturation
+            tpl, template_bad, tpl_noise, template_fwhm, template_saturation, objects=tpl_objects
         )
     except PsfError as exc:
         raise PreparationError(str(exc)) from exc

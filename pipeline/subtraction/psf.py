@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import sep
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from pipeline.background import as_sep_array
 
@@ -29,13 +30,41 @@ def stamp_half_size(fwhm: float) -> int:
 
 
 def _isolated(x: np.ndarray, y: np.ndarray, distance: float) -> np.ndarray:
+    """True for points whose nearest other point is farther than ``distance``."""
     if len(x) < 2:
         return np.ones(len(x), bool)
-    dx = x[:, None] - x[None, :]
-    dy = y[:, None] - y[None, :]
-    d2 = dx * dx + dy * dy
-    np.fill_diagonal(d2, np.inf)
-    return d2.min(axis=1) > distance**2
+    # a k-d tree: the pairwise matrix is O(N²) and a 4096² frame has ~10⁴ detections
+    nearest, _ = cKDTree(np.column_stack([x, y])).query(np.column_stack([x, y]), k=2)
+    return nearest[:, 1] > distance
+
+
+def _clear_of(bad: np.ndarray, ix: np.ndarray, iy: np.ndarray, half: int) -> np.ndarray:
+    """True where the (2·half+1)² box centred on (ix, iy) holds no bad pixel."""
+    # a few thousand small boxes cost far less than a max filter over the whole image
+    clear = np.empty(len(ix), bool)
+    for i, (cx, cy) in enumerate(zip(ix, iy, strict=True)):
+        box = bad[max(cy - half, 0) : cy + half + 1, max(cx - half, 0) : cx + half + 1]
+        clear[i] = not box.any()
+    return clear
+
+
+def masked_sep_array(data: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``data`` as sep wants it (float32, C order), zero where ``bad``; never a view."""
+    work = as_sep_array(data)
+    if np.shares_memory(work, data):
+        work = work.copy()
+    work[bad] = 0.0
+    return work
+
+
+def detect_bright(data: np.ndarray, bad: np.ndarray, noise: float) -> np.ndarray:
+    """sep objects 10σ above the noise (the candidates for PSF and flux-ratio stars)."""
+    work = masked_sep_array(data, bad)
+    mask = as_sep_array(bad, np.uint8)
+    try:
+        return sep.extract(work, 10.0, err=float(noise), mask=mask, minarea=5)
+    except Exception as exc:  # sep overflows on pathological inputs
+        raise PsfError(f"star detection for the PSF failed: {exc}") from exc
 
 
 def select_psf_stars(
@@ -45,14 +74,15 @@ def select_psf_stars(
     fwhm: float,
     saturation: float | None = None,
     max_stars: int = MAX_STARS,
+    objects: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Positions (N, 2) of bright isolated stars in a background-subtracted image."""
-    work = as_sep_array(np.where(bad, 0.0, data))
-    mask = as_sep_array(bad, np.uint8)
-    try:
-        objects = sep.extract(work, 10.0, err=float(noise), mask=mask, minarea=5)
-    except Exception as exc:  # sep overflows on pathological inputs
-        raise PsfError(f"star detection for the PSF failed: {exc}") from exc
+    """Positions (N, 2) of bright isolated stars in a background-subtracted image.
+
+    ``objects`` are the :func:`detect_bright` detections of the same image when the
+    caller already has them (they are found here otherwise).
+    """
+    if objects is None:
+        objects = detect_bright(data, bad, noise)
     if len(objects) == 0:
         return np.zeros((0, 2))
     x, y = objects["x"], objects["y"]
@@ -67,13 +97,15 @@ def select_psf_stars(
     ok &= objects["peak"] > 20 * noise
     # a star touching a masked pixel gives a biased stamp
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-    grown = ndimage.maximum_filter(bad, size=2 * half + 1)
-    ok &= ~grown[np.clip(iy, 0, ny - 1), np.clip(ix, 0, nx - 1)]
+    ok[ok] = _clear_of(bad, ix[ok], iy[ok], half)
     order = np.argsort(-objects["flux"][ok])[:max_stars]
     x, y = x[ok][order], y[ok][order]
     if len(x):  # Gaussian-windowed centroids: unbiased to a small fraction of a pixel
         sig = max(fwhm, 1.0) / 2.3548
-        wx, wy, wflag = sep.winpos(work, x, y, np.full(len(x), sig), mask=mask)
+        work = masked_sep_array(data, bad)
+        wx, wy, wflag = sep.winpos(
+            work, x, y, np.full(len(x), sig), mask=as_sep_array(bad, np.uint8)
+        )
         good = (wflag == 0) & (np.hypot(wx - x, wy - y) < 1.0)
         x, y = np.where(good, wx, x), np.where(good, wy, y)
     return np.column_stack([x, y])
@@ -112,9 +144,13 @@ def measure_psf(
     noise: float,
     fwhm: float,
     saturation: float | None = None,
+    objects: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """The stacked PSF of a background-subtracted image and the number of stars used."""
-    positions = select_psf_stars(data, bad, noise, fwhm, saturation)
+    """The stacked PSF of a background-subtracted image and the number of stars used.
+
+    ``objects``: the image's :func:`detect_bright` detections, if already found.
+    """
+    positions = select_psf_stars(data, bad, noise, fwhm, saturation, objects=objects)
     return stack_psf(data, positions, fwhm), len(positions)
 
 

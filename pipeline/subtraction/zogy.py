@@ -30,36 +30,67 @@ from pipeline.subtraction.base import SubtractionInputs, SubtractionProducts
 from pipeline.subtraction.psf import PsfError, measure_psf, psf_fwhm, stamp_half_size
 
 WIENER_FLOOR = 1e-4  # relative to |P̂_r(0)|² = 1
+# Variance maps are smooth and positive and only set the noise level: their convolutions
+# run in single precision (half the FFT time; relative error ~1e-6), the pixels' in double.
+VARIANCE_DTYPE = np.float32
+SQUARED_KERNEL_FLOOR = 1e-15  # relative; smaller kernel² values add nothing to a variance
 MIN_CHUNK_STARS = 5
 
 
 def _padded_shape(shape: tuple[int, int], pad: int) -> tuple[int, int]:
-    return tuple(sfft_module.next_fast_len(n + 2 * pad) for n in shape)
+    # sizes whose prime factors are small keep the FFTs fast (scipy's next_fast_len)
+    return tuple(sfft_module.next_fast_len(n + 2 * pad, real=True) for n in shape)
 
 
-def _embed(image: np.ndarray, shape: tuple[int, int], pad: int) -> np.ndarray:
-    out = np.zeros(shape)
+def _embed(image: np.ndarray, shape: tuple[int, int], pad: int, dtype=float) -> np.ndarray:
+    out = np.zeros(shape, dtype)
     out[pad : pad + image.shape[0], pad : pad + image.shape[1]] = image
     return out
 
 
+# All images are real, so their transforms are Hermitian: the half-plane transforms of
+# rfft2/irfft2 carry everything at half the cost and memory of fft2/ifft2.
+
+
+def _rfft(array: np.ndarray) -> np.ndarray:
+    return sfft_module.rfft2(array)
+
+
+def _irfft(hat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return sfft_module.irfft2(hat, s=shape)
+
+
 def _psf_hat(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """FFT of a centred PSF stamp placed with its centre at pixel (0, 0)."""
+    """Half-plane FFT of a centred PSF stamp placed with its centre at pixel (0, 0)."""
     full = np.zeros(shape)
     h = psf.shape[0] // 2
     full[: psf.shape[0], : psf.shape[1]] = psf
     full = np.roll(full, (-h, -h), axis=(0, 1))
-    return sfft_module.fft2(full)
+    return _rfft(full)
 
 
-def _convolve(hat_image: np.ndarray, hat_kernel: np.ndarray) -> np.ndarray:
-    return sfft_module.ifft2(hat_image * hat_kernel).real
+def _squared_kernel_hat(kernel_hat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Transform of kernel² (single precision), kernel being the real-space form of
+    ``kernel_hat``: the variance of (kernel ⊗ image) for independent pixels is
+    variance ⊗ kernel².
+    """
+    squared = _irfft(kernel_hat, shape) ** 2
+    # the far wings would be denormal in single precision, which slows FFTs many times
+    squared[squared < SQUARED_KERNEL_FLOOR * squared.max()] = 0.0
+    return _rfft(squared.astype(VARIANCE_DTYPE))
 
 
-def _variance_through(variance: np.ndarray, kernel_hat: np.ndarray) -> np.ndarray:
-    """Variance of (kernel ⊗ image) for independent pixels: variance ⊗ kernel²."""
-    kernel = sfft_module.ifft2(kernel_hat).real
-    return _convolve(sfft_module.fft2(variance), sfft_module.fft2(kernel**2))
+def _abs2(hat: np.ndarray) -> np.ndarray:
+    return hat.real**2 + hat.imag**2
+
+
+def _full_plane_mean(half: np.ndarray, shape: tuple[int, int]) -> float:
+    """Mean over the full FFT plane of a Hermitian-even quantity given on the half plane."""
+    weight = np.full(half.shape[1], 2.0)
+    weight[0] = 1.0
+    if shape[1] % 2 == 0:
+        weight[-1] = 1.0
+    return float((half * weight).sum() / (shape[0] * shape[1]))
 
 
 def chunk_psfs(inputs: SubtractionInputs) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -123,25 +154,33 @@ def zogy_subtract(inputs: SubtractionInputs) -> SubtractionProducts:
     bad = inputs.image_bad | inputs.template_bad
     new = _embed(np.where(bad, 0.0, inputs.image), shape, pad)
     ref = _embed(np.where(bad, 0.0, inputs.template), shape, pad)
-    var_n = _embed(np.where(bad, s_n**2, inputs.image_var), shape, pad)
-    var_r = _embed(np.where(bad, s_r**2, inputs.template_var), shape, pad)
+    var_n = _embed(np.where(bad, s_n**2, inputs.image_var), shape, pad, VARIANCE_DTYPE)
+    var_r = _embed(np.where(bad, s_r**2, inputs.template_var), shape, pad, VARIANCE_DTYPE)
 
     pn, pr = _psf_hat(psf_n, shape), _psf_hat(psf_r, shape)
-    n_hat, r_hat = sfft_module.fft2(new), sfft_module.fft2(ref)
-    den2 = s_n**2 * f_r**2 * np.abs(pr) ** 2 + s_r**2 * f_n**2 * np.abs(pn) ** 2
+    n_hat, r_hat = _rfft(new), _rfft(ref)
+    abs2_n, abs2_r = _abs2(pn), _abs2(pr)
+    den2 = s_n**2 * f_r**2 * abs2_r + s_r**2 * f_n**2 * abs2_n
     den2 = np.maximum(den2, 1e-12 * den2.max())
-    kn = f_r**2 * f_n * np.conj(pn) * np.abs(pr) ** 2 / den2
-    kr = f_r * f_n**2 * np.conj(pr) * np.abs(pn) ** 2 / den2
-    score = _convolve(n_hat, kn) - _convolve(r_hat, kr)
-    score_var = _variance_through(var_n, kn) + _variance_through(var_r, kr)
+    kn = (f_r**2 * f_n) * np.conj(pn) * (abs2_r / den2)
+    kr = (f_r * f_n**2) * np.conj(pr) * (abs2_n / den2)
+    # S = k_n ⊗ N − k_r ⊗ R and its variance V_n ⊗ k_n² + V_r ⊗ k_r², one inverse FFT each
+    score = _irfft(n_hat * kn - r_hat * kr, shape)
+    var_r_hat = _rfft(var_r)
+    score_var = _irfft(
+        _rfft(var_n) * _squared_kernel_hat(kn, shape) + var_r_hat * _squared_kernel_hat(kr, shape),
+        shape,
+    )
     scorr = score / np.sqrt(np.maximum(score_var, 1e-30))
-    # flux of a unit point source in N as seen by S: (k_n ⊗ P_n) at its centre
-    score_per_flux = float(np.mean(kn * pn).real)
+    # flux of a unit point source in N as seen by S: (k_n ⊗ P_n) at its centre, i.e. the
+    # mean of k̂_n P̂_n over the full plane (the half plane's columns counted with their
+    # mirror images; the first and, for even widths, the last column have none)
+    score_per_flux = _full_plane_mean((kn * pn).real, shape)
 
-    match = (f_n / f_r) * pn * np.conj(pr) / (np.abs(pr) ** 2 + WIENER_FLOOR)
-    convolved = _convolve(r_hat, match)
+    match = (f_n / f_r) * pn * np.conj(pr) / (abs2_r + WIENER_FLOOR)
+    convolved = _irfft(r_hat * match, shape)
     difference = new - convolved
-    diff_var = var_n + _variance_through(var_r, match)
+    diff_var = var_n + _irfft(var_r_hat * _squared_kernel_hat(match, shape), shape)
 
     crop = (slice(pad, pad + inputs.image.shape[0]), slice(pad, pad + inputs.image.shape[1]))
     # masked pixels spread over the kernel footprint
