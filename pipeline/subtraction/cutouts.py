@@ -58,10 +58,13 @@ def write_candidate_cutouts(
     names = []
     for index, row in enumerate(table):
         x, y = round(row["x"]), round(row["y"])
-        # footprint: pixels of this candidate above 2σ in the difference, connected or not
-        sigma = _cut(products.difference / np.maximum(products.noise, 1e-30), x, y, half)
+        # footprint: pixels of this candidate above 2σ in the difference, connected or not;
+        # stamps first, then arithmetic (whole-frame operations cost 0.2 s per candidate)
         if significance is not None:
             sigma = _cut(significance, x, y, half)
+        else:
+            noise = np.maximum(_cut(products.noise, x, y, half, 1.0), 1e-30)
+            sigma = _cut(products.difference, x, y, half, np.nan) / noise
         footprint = (np.abs(sigma) > 2.0).astype(np.uint8)
         planes = {
             "image": _cut(image, x, y, half, np.nan),
@@ -69,7 +72,8 @@ def write_candidate_cutouts(
             "convolved": _cut(products.convolved, x, y, half, np.nan),
             "difference": _cut(products.difference, x, y, half, np.nan),
             "footprint": footprint,
-            "mask": _cut(mask.astype(np.uint8) | (products.bad.astype(np.uint8) << 7), x, y, half),
+            "mask": _cut(mask, x, y, half).astype(np.uint8)
+            | (_cut(products.bad, x, y, half).astype(np.uint8) << 7),
         }
         primary = fits.PrimaryHDU()
         primary.header["X"] = (float(row["x"]), "candidate x in the image, 0-based")
