@@ -55,30 +55,12 @@ def build_pair(size: int, out: Path) -> Path:
     path = out / f"{size}.pkl"
     if path.exists():
         return path
-    from scipy import ndimage
-
     from pipeline.simulate import simulate_sky
-    from pipeline.subtraction.prepare import prepare_inputs
-    from pipeline.templates.reprojection import reproject_template
+    from pipeline.subtraction.prepare import prepare_simulated_pair
 
     out.mkdir(parents=True, exist_ok=True)
     sky = simulate_sky(size=size, seed=SEED)
-    template, template_bad = reproject_template(
-        sky.template.image, sky.template.header, None, sky.truth.wcs, sky.image.shape
-    )
-    image = sky.image.astype(float)
-    bad = (image >= sky.truth.saturation) | ndimage.binary_dilation(sky.truth.cosmic_mask)
-    inputs, info = prepare_inputs(
-        image,
-        bad,
-        template,
-        template_bad,
-        image_fwhm=sky.truth.fwhm_median,
-        image_gain=sky.truth.gain,
-        template_gain=sky.template.gain,
-        image_saturation=sky.truth.saturation,
-        template_saturation=sky.template.saturation,
-    )
+    inputs, info = prepare_simulated_pair(sky)
     truth = sky.truth.transients
     with path.open("wb") as fh:
         pickle.dump({"inputs": inputs, "info": info, "truth": np.asarray(truth["x", "y"])}, fh)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import sep
+from scipy import ndimage
 
 from pipeline.background import as_sep_array
 from pipeline.subtraction.base import SubtractionInputs
@@ -194,3 +195,31 @@ def prepare_inputs(
         "n_template_psf_stars": n_tpl,
     }
     return inputs, info
+
+
+def prepare_simulated_pair(sky) -> tuple[SubtractionInputs, dict]:
+    """:func:`prepare_inputs` for a simulated sky and its template, with the true gains,
+    saturation levels and cosmic-ray mask (tests and benchmarks of the engines).
+
+    Parameters
+    ----------
+    sky : pipeline.simulate.SimulatedSky
+    """
+    from pipeline.templates.reprojection import reproject_template
+
+    template, template_bad = reproject_template(
+        sky.template.image, sky.template.header, None, sky.truth.wcs, sky.image.shape
+    )
+    image = sky.image.astype(float)
+    bad = (image >= sky.truth.saturation) | ndimage.binary_dilation(sky.truth.cosmic_mask)
+    return prepare_inputs(
+        image,
+        bad,
+        template,
+        template_bad,
+        image_fwhm=sky.truth.fwhm_median,
+        image_gain=sky.truth.gain,
+        template_gain=sky.template.gain,
+        image_saturation=sky.truth.saturation,
+        template_saturation=sky.template.saturation,
+    )

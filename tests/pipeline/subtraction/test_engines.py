@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from scipy import ndimage
 
 from pipeline.measurement import measure_positions
 from pipeline.simulate import simulate_sky
@@ -31,9 +30,8 @@ from pipeline.subtraction import hotpants as hp
 from pipeline.subtraction.candidates import detect_candidates
 from pipeline.subtraction.chunks import subtract_in_chunks
 from pipeline.subtraction.engines import EngineFailed, EngineUnavailable, get_engine
-from pipeline.subtraction.prepare import prepare_inputs
+from pipeline.subtraction.prepare import prepare_inputs, prepare_simulated_pair
 from pipeline.subtraction.sfft_engine import SfftConfig, sfft_subtract
-from pipeline.templates.reprojection import reproject_template
 from tests.paths import REAL_DATA
 
 FAKE = Path(__file__).with_name("fake_hotpants.py")
@@ -52,24 +50,7 @@ def small_sky():
 @pytest.fixture(scope="module")
 def pair(small_sky):
     """The prepared inputs, as the step makes them (masks: saturation and cosmic rays)."""
-    sky = small_sky
-    template, template_bad = reproject_template(
-        sky.template.image, sky.template.header, None, sky.truth.wcs, sky.image.shape
-    )
-    image = sky.image.astype(float)
-    bad = (image >= sky.truth.saturation) | ndimage.binary_dilation(sky.truth.cosmic_mask)
-    inputs, _ = prepare_inputs(
-        image,
-        bad,
-        template,
-        template_bad,
-        image_fwhm=sky.truth.fwhm_median,
-        image_gain=sky.truth.gain,
-        template_gain=sky.template.gain,
-        image_saturation=sky.truth.saturation,
-        template_saturation=sky.template.saturation,
-    )
-    return inputs
+    return prepare_simulated_pair(small_sky)[0]
 
 
 @pytest.fixture
