@@ -202,13 +202,14 @@ def plot_lightcurve(rows: list[tuple[int, LightPoint]], path, title: str, link=N
             if link is not None:
                 markers.set_urls([link(t, p) for t, p in chosen])
     axes.invert_yaxis()
+    axes.ticklabel_format(axis="x", useOffset=False, style="plain")  # MJDs in full, not +6e4
     axes.set_xlabel("MJD")
     axes.set_ylabel("calibrated magnitude")
     axes.set_title(title, fontsize=10)
     if groups:
         axes.legend(fontsize=8)
     FigureCanvasAgg(figure)
-    figure.savefig(path, format="svg")
+    figure.savefig(path, format="svg", bbox_inches="tight")
 
 
 def position_cutout(folder: Path, ra: float, dec: float, size: int = 0) -> bytes | None:
